@@ -1,0 +1,122 @@
+"""The contract every native swm env follows, so that World, the data layer and the evaluators need nothing else.
+
+A native env is a ``gymnasium.Env`` whose ``reset``/``step`` return ``(obs, info)`` / ``(obs, reward, terminated,
+truncated, info)`` where ``obs = {"pixels", "proprio"}`` and ``info`` holds at least:
+
+- ``pixels`` (H, W, 3) uint8, ``goal`` (H, W, 3) uint8 — the goal rendered under the same FoV values;
+- ``proprio``, ``state``, ``goal_state``, ``goal_proprio`` float32 vectors; ``sim_state`` float64, the *full* simulator state
+  (``set_sim_state`` of it reproduces the future exactly);
+- ``success`` bool; ``variation`` dict ``{dot key: value}`` of every FoV leaf in force.
+
+``reset(options=...)`` understands ``variation`` (keys to sample, added to ``default_variations``),
+``variation_values`` (exact values), ``sim_state`` (start there), ``goal_state`` (use this goal) and
+``goal_pixels`` (show this goal image instead of rendering ``goal_state``, e.g. a recorded frame).
+Subclasses implement ``_reset_sim``, ``_sample_goal_state``, ``_step_sim``, ``_render_state``, ``_success``,
+``_proprio_of``, ``get_state``, ``get_sim_state`` and ``set_sim_state``; nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from swm_core.spaces import VariationSpace
+
+
+class SWMEnv(gym.Env):
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
+    variation_space: VariationSpace
+    default_variations: tuple[str, ...] = ()
+    control_hz: float = 10.0
+
+    def __init__(self, image_size: int = 64, render_mode: str = "rgb_array"):
+        if int(image_size) < 8:
+            raise ValueError(f"image_size must be >= 8 pixels, got {image_size}")
+        self.image_size = int(image_size)
+        self.render_mode = render_mode
+        self.variation: dict[str, np.ndarray] = self.variation_space.defaults()
+        self._goal_pixels: np.ndarray | None = None
+        self.goal_state: np.ndarray | None = None
+
+    # --- to implement -------------------------------------------------------------------------------------
+    def _reset_sim(self, rng: np.random.Generator, options: dict) -> None:
+        """Build the scene from ``self.variation`` and place bodies (``options['sim_state']`` overrides)."""
+        raise NotImplementedError
+
+    def _sample_goal_state(self, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def _step_sim(self, action: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _render_state(self, state: np.ndarray) -> np.ndarray:
+        """Draw the scene with the bodies at ``state`` (an env ``state`` vector)."""
+        raise NotImplementedError
+
+    def _success(self) -> bool:
+        raise NotImplementedError
+
+    def get_state(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def _proprio_of(self, state: np.ndarray) -> np.ndarray:
+        """The proprio vector (float32) of an env ``state`` vector."""
+        raise NotImplementedError
+
+    def get_sim_state(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def set_sim_state(self, sim_state: np.ndarray) -> None:
+        raise NotImplementedError
+
+    # --- shared ---------------------------------------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        options = dict(options or {})
+        self.variation = self.variation_space.values_for_episode(self.default_variations, options, self.np_random)
+        self._reset_sim(self.np_random, options)
+        if options.get("sim_state") is not None:
+            self.set_sim_state(np.asarray(options["sim_state"], dtype=np.float64))
+        goal_state = options.get("goal_state")
+        self.goal_state = (
+            self._sample_goal_state(self.np_random) if goal_state is None else np.asarray(goal_state, np.float32)
+        )
+        goal_pixels = options.get("goal_pixels")
+        self._goal_pixels = self._render_state(self.goal_state) if goal_pixels is None else np.asarray(goal_pixels)
+        info = self._info()
+        return self._obs(info), info
+
+    def step(self, action):
+        action = np.asarray(action, dtype=np.float32)
+        if action.shape != self.action_space.shape or not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be finite with shape {self.action_space.shape}, got {action!r}")
+        self._step_sim(action)
+        info = self._info()
+        reward = -float(np.linalg.norm(self.goal_state - info["state"]))
+        return self._obs(info), reward, bool(info["success"]), False, info
+
+    def get_proprio(self) -> np.ndarray:
+        return self._proprio_of(self.get_state())
+
+    def render(self) -> np.ndarray:
+        return self._render_state(self.get_state())
+
+    @staticmethod
+    def _obs(info: dict) -> dict[str, Any]:
+        return {"pixels": info["pixels"], "proprio": info["proprio"]}
+
+    def _info(self) -> dict[str, Any]:
+        state = self.get_state()
+        return {
+            "pixels": self._render_state(state),
+            "goal": self._goal_pixels,
+            "proprio": self.get_proprio(),
+            "state": state,
+            "goal_state": self.goal_state.astype(np.float32),
+            "goal_proprio": self._proprio_of(self.goal_state),
+            "sim_state": self.get_sim_state(),
+            "success": bool(self._success()),
+            "variation": self.variation,
+        }

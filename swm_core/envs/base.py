@@ -111,12 +111,12 @@ class SWMEnv(gym.Env):
         state = self.get_state()
         return {
             "pixels": self._render_state(state),
-            "goal": self._goal_pixels,
+            "goal": self._goal_pixels.copy(),
             "proprio": self.get_proprio(),
             "state": state,
             "goal_state": self.goal_state.astype(np.float32),
             "goal_proprio": self._proprio_of(self.goal_state),
             "sim_state": self.get_sim_state(),
             "success": bool(self._success()),
-            "variation": self.variation,
+            "variation": dict(self.variation),
         }

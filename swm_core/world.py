@@ -25,6 +25,20 @@ def _check_env_id(env_id: str) -> None:
         raise ValueError(f"unknown env id {env_id!r}; native swm envs: {native} (or any registered Gymnasium id)")
 
 
+def stack_infos(infos: Sequence[dict]) -> dict[str, np.ndarray]:
+    """Single-env info dicts -> World's batched layout (``variation`` flattened to ``variation.<key>``)."""
+    if not infos:
+        raise ValueError("stack_infos needs at least one info dict")
+    out = {}
+    for key in infos[0]:
+        if key == "variation":
+            for vkey in infos[0]["variation"]:
+                out["variation." + vkey] = np.stack([np.asarray(info["variation"][vkey]) for info in infos])
+        else:
+            out[key] = np.stack([np.asarray(info[key]) for info in infos])
+    return out
+
+
 class World:
     """A batch of ``num_envs`` envs of ``env_id`` stepped together by one policy.
 

@@ -88,11 +88,15 @@ class SWMEnv(gym.Env):
         info = self._info()
         return self._obs(info), info
 
-    def step(self, action):
+    def _check_action(self, action) -> np.ndarray:
+        """The action as the float32 vector ``_step_sim`` takes; a discrete variant maps indices here."""
         action = np.asarray(action, dtype=np.float32)
         if action.shape != self.action_space.shape or not np.all(np.isfinite(action)):
             raise ValueError(f"action must be finite with shape {self.action_space.shape}, got {action!r}")
-        self._step_sim(action)
+        return action
+
+    def step(self, action):
+        self._step_sim(self._check_action(action))
         info = self._info()
         reward = -float(np.linalg.norm(self.goal_state - info["state"]))
         return self._obs(info), reward, bool(info["success"]), False, info

@@ -1,0 +1,50 @@
+"""scripts/ end to end with tiny flags (CleanRL-style subprocess tests)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from swm_core.data import open_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args, timeout=300):
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def test_collect_script_writes_and_appends(tmp_path):
+    out = tmp_path / "tr.lance"
+    flags = ["scripts/collect.py", "--env-id", "swm/TwoRoom-v1", "--output", str(out), "--episodes", "3",
+             "--num-envs", "2", "--max-episode-steps", "12", "--policy", "mix", "--variation", "agent.color"]
+    first = run(*flags)
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "dataset now holds 3 episodes, 39 rows" in first.stdout
+    second = run(*flags, "--seed", "100")
+    assert second.returncode == 0, second.stderr[-2000:]
+    ds = open_dataset(out)
+    assert ds.num_episodes == 6 and list(ds.episode_ids) == list(range(6))
+    assert ds.metadata["env_id"] == "swm/TwoRoom-v1" and "agent.color" in ds.metadata["fov_keys"]
+    colors = ds.read_rows(ds.episode_offsets, ["variation__agent__color"])["variation__agent__color"]
+    assert len({tuple(c) for c in colors}) > 1  # sampled per episode
+
+
+def test_collect_script_bad_input_is_named(tmp_path):
+    bad_env = run("scripts/collect.py", "--env-id", "swm/Nope-v1", "--output", str(tmp_path / "x.lance"))
+    assert bad_env.returncode != 0 and "unknown env id 'swm/Nope-v1'" in bad_env.stderr
+    bad_key = run("scripts/collect.py", "--output", str(tmp_path / "y.lance"), "--episodes", "1",
+                  "--variation", "agent.colour")
+    assert bad_key.returncode != 0 and "unknown variation key 'agent.colour'" in bad_key.stderr
+    assert not (tmp_path / "y.lance").exists() or open_dataset(tmp_path / "y.lance").num_episodes == 0
+    bad_policy = run("scripts/collect.py", "--output", str(tmp_path / "z.lance"), "--policy", "smart")
+    assert bad_policy.returncode != 0 and "--policy must be one of" in bad_policy.stderr
+
+
+def test_env_speed_benchmark_runs(tmp_path):
+    out = run("benchmarks/env_speed.py", "--quick", "--episodes", "2", "--max-episode-steps", "10",
+              "--out-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "swm/PushT-v1" in out.stdout and (tmp_path / "env_speed.json").exists()
+    assert np.isfinite(float(out.stdout.split("swm/TwoRoom-v1")[1].split()[1].replace(",", "")))

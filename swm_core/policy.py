@@ -141,22 +141,33 @@ class MPCPolicy(BasePolicy):
         self._queue_pos: np.ndarray | None = None
         self._plan: torch.Tensor | None = None  # (N, horizon, action_block * A) last plans
         self.num_plans = 0
+        self.discrete = False
 
     def set_action_space(self, action_space):
-        if not isinstance(action_space, gym.spaces.Box):
-            raise ValueError(f"MPCPolicy needs a Box action space, got {action_space}")
-        a = int(np.prod(action_space.shape))
+        if isinstance(action_space, gym.spaces.Discrete):
+            table = getattr(self.solver, "action_table", None)
+            if table is None:
+                raise ValueError(f"{type(self.solver).__name__} plans continuous actions but the env's action space "
+                                 f"is {action_space}: use a discrete solver (categorical CEM, PGD) with its table")
+            table = torch.as_tensor(table, dtype=torch.float32)
+            low, high = table.min(0).values.numpy(), table.max(0).values.numpy()
+        elif isinstance(action_space, gym.spaces.Box):
+            low, high = action_space.low.reshape(-1), action_space.high.reshape(-1)
+        else:
+            raise ValueError(f"MPCPolicy supports Box and Discrete action spaces, got {action_space}")
+        if hasattr(self.solver, "check_action_space"):
+            self.solver.check_action_space(action_space)
+        a = len(low)
         model_a = getattr(self.model, "action_dim", a)
         if model_a != a:
             raise ValueError(
                 f"the world model expects actions of size {model_a} per env step, but the env's action space "
-                f"{action_space} has size {a}: was the checkpoint trained on another env?"
+                f"{action_space} gives size {a}: was the checkpoint trained on another env?"
             )
         super().set_action_space(action_space)
-        low = np.tile(action_space.low.reshape(-1), self.action_block)
-        high = np.tile(action_space.high.reshape(-1), self.action_block)
-        self.low = torch.as_tensor(low, dtype=torch.float32, device=self.device)
-        self.high = torch.as_tensor(high, dtype=torch.float32, device=self.device)
+        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.low = torch.as_tensor(np.tile(low, self.action_block), dtype=torch.float32, device=self.device)
+        self.high = torch.as_tensor(np.tile(high, self.action_block), dtype=torch.float32, device=self.device)
 
     def reset(self, env_ids):
         if self._queue_pos is not None:
@@ -166,11 +177,11 @@ class MPCPolicy(BasePolicy):
                 self._plan[torch.as_tensor(env_ids[env_ids < len(self._queue_pos)])] = 0.0
 
     def _allocate(self, n: int) -> None:
-        a = int(np.prod(self.action_space.shape))
+        a = self.low.numel() // self.action_block
         steps = self.receding_horizon * self.action_block
-        self._queue = np.zeros((n, steps, a), dtype=np.float32)
+        self._queue = np.zeros((n, steps) if self.discrete else (n, steps, a), dtype=np.float32)
         self._queue_pos = np.full(n, steps, dtype=np.int64)
-        self._plan = torch.zeros(n, self.horizon, self.action_block * a, device=self.device)
+        self._plan = torch.zeros(n, self.horizon, self.low.numel(), device=self.device)
 
     def get_actions(self, infos):
         if self.action_space is None:
@@ -185,7 +196,7 @@ class MPCPolicy(BasePolicy):
         idx = np.minimum(self._queue_pos, self._queue.shape[1] - 1)
         actions = self._queue[np.arange(n), idx].reshape(n, *self.action_space.shape)
         self._queue_pos += active
-        return actions.astype(self.action_space.dtype)
+        return actions.astype(np.int64 if self.discrete else self.action_space.dtype)
 
     def _replan(self, infos, env_ids):
         sub = _to_device(infos, PLAN_KEYS, self.device, index=env_ids)
@@ -195,15 +206,19 @@ class MPCPolicy(BasePolicy):
             init = torch.cat([tail, torch.zeros_like(self._plan[ids, : self.receding_horizon])], dim=1)
         else:
             init = torch.zeros_like(self._plan[ids])
-        plan = self.solver(lambda candidates: self.model.get_cost(sub, candidates), init, self.low, self.high)
+        # solvers that need more of the model than its cost (GRASP's latents, the Lagrangian's constraints) say so
+        extra = self.solver.model_kwargs(self.model, sub) if hasattr(self.solver, "model_kwargs") else {}
+        plan = self.solver(lambda candidates: self.model.get_cost(sub, candidates), init, self.low, self.high, **extra)
         plan = torch.maximum(torch.minimum(plan.detach(), self.high), self.low)
         expected = (len(env_ids), self.horizon, self.low.numel())
         if tuple(plan.shape) != expected:
             raise ValueError(f"solver {type(self.solver).__name__} returned a plan of shape {tuple(plan.shape)}, "
                              f"expected {expected}")
         self._plan[ids] = plan
-        a = int(np.prod(self.action_space.shape))
-        executed = plan[:, : self.receding_horizon].reshape(len(env_ids), -1, a)
+        if self.discrete:  # execute the solver's indices (B, H, action_block)
+            executed = self.solver.last_indices[:, : self.receding_horizon].reshape(len(env_ids), -1)
+        else:
+            executed = plan[:, : self.receding_horizon].reshape(len(env_ids), -1, self.low.numel() // self.action_block)
         self._queue[env_ids] = executed.float().cpu().numpy()
         self._queue_pos[env_ids] = 0
         self.num_plans += 1

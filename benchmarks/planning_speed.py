@@ -1,0 +1,248 @@
+# Planning speed of the nine solvers. Docs: /work/shared/REFERENCE.md §5; solvers in solvers/*_plan.py
+"""Milliseconds per plan of every solver on one small MLP world model, beside the floor: the time of the pure
+model forward passes over exactly the candidates (and one-step transitions) that solver evaluated.
+
+Setting (paper's planning setting): 8 envs planned in one batched call, 300 samples, 30 iterations, horizon 5 model
+steps of action_block 5 env steps. Solvers without a sample population use 300 parallel sequences and 30 gradient
+steps. The paper reports no per-solver timings; this table is ours only.
+
+    python benchmarks/planning_speed.py            # full setting
+    python benchmarks/planning_speed.py --quick    # seconds, for tests
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import platform
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import tyro
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Args:
+    num_envs: int = 8
+    """envs planned together (B)"""
+    num_samples: int = 300
+    """candidates per env (S): samples of the sampling solvers, parallel sequences of the gradient solvers"""
+    iters: int = 30
+    """iterations (sampling) or gradient steps (gradient solvers)"""
+    horizon: int = 5
+    """planning horizon in model steps"""
+    action_block: int = 5
+    """env steps per model step"""
+    action_dim: int = 2
+    """action size per env step (A)"""
+    latent_dim: int = 64
+    """latent size of the MLP world model"""
+    hidden: int = 256
+    """hidden width of the MLP world model"""
+    repeats: int = 3
+    """timed plans per solver (the median is reported), after one warm-up plan"""
+    solvers: tuple[str, ...] = ("cem", "icem", "mppi", "predictive_sampling", "categorical_cem", "gd", "pgd",
+                                "lagrangian", "grasp")
+    """solvers to time"""
+    device: str = "auto"
+    """torch device: auto (cuda, then cpu), cpu, cuda, ..."""
+    threads: int = 0
+    """torch CPU threads (0 = torch's default); 1 gives steadier CPU timings on a shared machine"""
+    seed: int = 0
+    """seed of the model weights, the problems and the solvers"""
+    quick: bool = False
+    """tiny setting (S 32, 3 iterations, 1 repeat) that runs in seconds"""
+    output_json: str = "benchmarks/results/planning_speed.json"
+    """where to write the results"""
+    output_png: str = "benchmarks/results/planning_speed.png"
+    """where to write the bar chart"""
+
+
+class MLPWorldModel(torch.nn.Module):
+    """z' = z + MLP([z, a_block]); cost = mean squared distance of the last predicted latent to the goal latent."""
+
+    def __init__(self, latent_dim: int, action_dim: int, action_block: int, hidden: int):
+        super().__init__()
+        self.action_dim, self.action_block = action_dim, action_block
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(latent_dim + action_dim * action_block, hidden), torch.nn.GELU(),
+            torch.nn.Linear(hidden, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, latent_dim),
+        )
+
+    def step_latent(self, z, a):
+        return z + 0.1 * self.net(torch.cat([z, a], dim=-1))
+
+    def get_cost(self, infos, candidates):
+        b, s, h, _ = candidates.shape
+        z = infos["z0"][:, None].expand(b, s, -1)
+        for t in range(h):
+            z = self.step_latent(z, candidates[:, :, t])
+        return (z - infos["zg"][:, None]).pow(2).mean(-1)
+
+
+def load_solver_module(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "solvers" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_solver(name: str, args: Args, table: torch.Tensor):
+    s, it, seed = args.num_samples, args.iters, args.seed
+    module = load_solver_module(f"{name}_plan")
+    if name == "cem":
+        return module.CEMSolver(num_samples=s, topk=max(1, s // 10), iters=it, seed=seed)
+    if name == "icem":
+        return module.ICEMSolver(num_samples=s, topk=max(1, s // 10), iters=it, seed=seed)
+    if name == "mppi":
+        return module.MPPISolver(num_samples=s, iters=it, seed=seed)
+    if name == "predictive_sampling":
+        return module.PredictiveSamplingSolver(num_samples=s, iters=it, seed=seed)
+    if name == "categorical_cem":
+        return module.CategoricalCEMSolver(table, num_samples=s, topk=max(1, s // 10), iters=it, seed=seed)
+    if name == "gd":
+        return module.GDSolver(num_samples=s, iters=it, seed=seed)
+    if name == "pgd":
+        return module.PGDSolver(table, num_samples=s, iters=it, decode_samples=1, seed=seed)
+    if name == "lagrangian":  # 30 gradient steps as 5 outer x 6 inner; a constraint |a| <= 0.8 per env step
+        return module.LagrangianSolver(num_samples=s, outer_steps=5, inner_iters=max(1, it // 5), seed=seed)
+    if name == "grasp":  # 30 parallel one-step iterations, then one true rollout and one scoring pass
+        return module.GRASPSolver(num_samples=s, iters=it, sync_every=0, sync_steps=0, seed=seed)
+    raise ValueError(f"unknown solver {name!r}; choose from {Args.solvers}")
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_solver(name, solver, model, infos, args, device):
+    """(median ms per plan, median floor ms, calls recorded in the last plan)."""
+    b, h, d = args.num_envs, args.horizon, args.action_dim * args.action_block
+    low = -torch.ones(d, device=device)
+    high = torch.ones(d, device=device)
+    calls = []
+
+    def cost_fn(candidates):
+        calls.append(("cost", tuple(candidates.shape)))
+        return model.get_cost(infos, candidates)
+
+    def step_fn(z, a):
+        calls.append(("step", tuple(z.shape), tuple(a.shape)))
+        return model.step_latent(z, a)
+
+    extra = {}
+    if name == "grasp":
+        extra = {"step_fn": step_fn, "start": infos["z0"], "goal": infos["zg"]}
+    if name == "lagrangian":
+        extra = {"constraint_fn": lambda c: c.reshape(*c.shape[:2], -1, args.action_dim).norm(dim=-1) - 0.8}
+    init = torch.zeros(b, h, d, device=device)
+    plan_ms, floor_ms = [], []
+    for rep in range(args.repeats + 1):
+        calls.clear()
+        synchronize(device)
+        t0 = time.perf_counter()
+        solver(cost_fn, init, low, high, **extra)
+        synchronize(device)
+        plan = 1000 * (time.perf_counter() - t0)
+        floor = replay_forward(calls, model, infos, device)
+        if rep > 0:  # the first plan is a warm-up
+            plan_ms.append(plan)
+            floor_ms.append(floor)
+    return float(np.median(plan_ms)), float(np.median(floor_ms)), list(calls)
+
+
+@torch.no_grad()
+def replay_forward(calls, model, infos, device) -> float:
+    """Time the model forward passes alone (no autograd) on inputs of the recorded shapes, in ms."""
+    inputs = []
+    for call in calls:
+        if call[0] == "cost":
+            inputs.append(("cost", torch.rand(call[1], device=device) * 2 - 1))
+        else:
+            inputs.append(("step", torch.randn(call[1], device=device), torch.rand(call[2], device=device)))
+    synchronize(device)
+    t0 = time.perf_counter()
+    for item in inputs:
+        if item[0] == "cost":
+            model.get_cost(infos, item[1])
+        else:
+            model.step_latent(item[1], item[2])
+    synchronize(device)
+    return 1000 * (time.perf_counter() - t0)
+
+
+def plot(rows, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["solver"] for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.bar(x - 0.2, [r["ms_per_plan"] for r in rows], 0.4, label="solver (ms / plan)")
+    ax.bar(x + 0.2, [r["floor_ms"] for r in rows], 0.4, label="model forward floor (ms)")
+    ax.set_xticks(x, names, rotation=30, ha="right")
+    ax.set_yscale("log")
+    ax.set_ylabel("milliseconds per plan")
+    ax.set_title(title, fontsize=9)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(args: Args) -> dict:
+    if args.quick:
+        args.num_samples, args.iters, args.repeats = 32, 3, 1
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model = MLPWorldModel(args.latent_dim, args.action_dim, args.action_block, args.hidden).to(device).eval()
+    model.requires_grad_(False)
+    gen = torch.Generator().manual_seed(args.seed)
+    infos = {"z0": torch.randn(args.num_envs, args.latent_dim, generator=gen).to(device),
+             "zg": torch.randn(args.num_envs, args.latent_dim, generator=gen).to(device)}
+    axes = [torch.tensor([-1.0, 0.0, 1.0])] * args.action_dim  # 3 values per action dim for the discrete solvers
+    table = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, args.action_dim)
+    rows = []
+    for name in args.solvers:
+        solver = make_solver(name, args, table)
+        ms, floor, calls = time_solver(name, solver, model, infos, args, device)
+        cost_calls = [c for c in calls if c[0] == "cost"]
+        rows.append({"solver": name, "ms_per_plan": ms, "floor_ms": floor, "ratio": ms / floor,
+                     "cost_calls": len(cost_calls), "step_calls": len(calls) - len(cost_calls),
+                     "candidates": int(sum(np.prod(c[1][:2]) for c in cost_calls)),
+                     "final_cost": float(solver.last_info["best_cost"].mean())})
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
+    title = (f"{args.num_envs} envs, S {args.num_samples}, {args.iters} iters, horizon {args.horizon}, "
+             f"action_block {args.action_block}, MLP {args.latent_dim}/{args.hidden}, {device.type} ({device_name})")
+    print(f"\nplanning speed: {title}\n{command}\n(the paper reports no per-solver timings)")
+    print(f"{'solver':<22}{'ms / plan':>11}{'forward floor ms':>18}{'ratio':>8}{'cost calls':>12}"
+          f"{'candidates':>12}{'mean cost':>11}")
+    for r in rows:
+        print(f"{r['solver']:<22}{r['ms_per_plan']:>11.1f}{r['floor_ms']:>18.1f}{r['ratio']:>8.2f}"
+              f"{r['cost_calls']:>12d}{r['candidates']:>12d}{r['final_cost']:>11.4f}")
+    results = {"args": asdict(args), "command": command, "device": f"{device.type} ({device_name})",
+               "torch": torch.__version__, "rows": rows}
+    for out in (args.output_json, args.output_png):
+        (ROOT / out).parent.mkdir(parents=True, exist_ok=True)
+    with open(ROOT / args.output_json, "w") as f:
+        json.dump(results, f, indent=1)
+    plot(rows, ROOT / args.output_png, title)
+    return results
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

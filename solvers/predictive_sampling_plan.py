@@ -1,0 +1,269 @@
+# Predictive-sampling planning with any swm world model. Docs: /work/shared/REFERENCE.md §5; tests: tests/test_solvers.py
+"""Predictive sampling (Howell et al. 2022) MPC solver.
+
+Perturb the nominal sequence (``init``, the warm start) with Gaussian noise, keep the lowest-cost candidate as the
+new nominal. No distribution is fitted: sample 0 is always the nominal itself, so the cost never goes up. With
+``iters=1`` it is the one-shot planner of the paper (refinement comes only from replanning); more iterations,
+with the noise shrinking by ``std_decay``, turn it into a simple random local search.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import tyro
+
+
+@dataclass
+class Args:
+    checkpoint: str
+    """world-model checkpoint written by any baselines/*_train.py"""
+    dataset: str | None = None
+    """Lance dataset for the dataset-driven protocol (held-out episodes); None: episodic evaluation only"""
+    env_id: str | None = None
+    """env to plan in (default: the one the checkpoint or the dataset was recorded on)"""
+    episodes: int = 50
+    """evaluation episodes per protocol"""
+    goal_offset: int = 25
+    """dataset-driven protocol: the goal is the recorded frame this many env steps after the start"""
+    eval_budget: int = 50
+    """env steps allowed per episode"""
+    episodic: bool = True
+    """also run the episodic protocol (env resets, the env draws the goal)"""
+    floors: bool = True
+    """also evaluate a no-op and a random policy on the same starts and goals"""
+    num_envs: int = 8
+    """envs planned together in one batched solver call"""
+    num_samples: int = 300
+    """candidates per env and iteration"""
+    iters: int = 30
+    """iterations per plan (1 = one-shot predictive sampling)"""
+    noise_std: float = 1.0
+    """initial std of the perturbations of the nominal plan"""
+    std_decay: float = 0.9
+    """the std is multiplied by this after every iteration"""
+    min_std: float = 0.01
+    """floor on the std"""
+    horizon: int = 5
+    """planning horizon in model steps (each model step is the model's action_block env steps)"""
+    receding_horizon: int = 5
+    """model steps executed before replanning"""
+    warm_start: bool = True
+    """start each plan from the unexecuted tail of the previous one"""
+    seed: int = 0
+    """seed of the solver, the start/goal draws and the episodic resets"""
+    device: str = "auto"
+    """torch device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:1, ..."""
+    video: str | None = None
+    """write an MP4 (agent | goal) of the first dataset-driven episodes here"""
+    output_json: str | None = None
+    """write the results table here as JSON"""
+
+
+def _describe(x) -> str:
+    if torch.is_tensor(x):
+        return f"a {x.dtype} tensor of shape {tuple(x.shape)}"
+    return f"{type(x).__name__} {x!r}"[:120]
+
+
+def check_problem(name: str, init, low, high, device=None):
+    """Validate ``init`` (B, H, D) and the per-dimension bounds ``low``/``high`` (D,); move them to one device."""
+    if not torch.is_tensor(init) or init.ndim != 3 or not init.is_floating_point():
+        raise ValueError(f"{name}: init must be a float tensor of shape (B, H, D), got {_describe(init)}")
+    if min(init.shape) < 1:
+        raise ValueError(f"{name}: init must have B, H, D >= 1, got shape {tuple(init.shape)}")
+    if device is not None:
+        init = init.to(device)
+    dim = init.shape[-1]
+    bounds = []
+    for label, bound in (("low", low), ("high", high)):
+        bound = torch.as_tensor(bound, dtype=init.dtype, device=init.device)
+        if bound.ndim == 0:
+            bound = bound.expand(dim)
+        if tuple(bound.shape) != (dim,):
+            raise ValueError(f"{name}: {label} must have shape ({dim},), one bound per action dim, "
+                             f"got shape {tuple(bound.shape)}")
+        if torch.isnan(bound).any():
+            raise ValueError(f"{name}: {label} contains NaN: {bound.tolist()}")
+        bounds.append(bound)
+    low, high = bounds
+    if (low > high).any():
+        raise ValueError(f"{name}: low must be <= high in every dim, got low={low.tolist()} high={high.tolist()}")
+    return init, low, high
+
+
+def evaluate_costs(name: str, cost_fn, candidates: torch.Tensor) -> torch.Tensor:
+    """``cost_fn(candidates (B, S, H, D)) -> (B, S)``, checked: wrong shapes and NaN costs raise ValueError."""
+    costs = cost_fn(candidates)
+    expected = tuple(candidates.shape[:2])
+    if not torch.is_tensor(costs) or tuple(costs.shape) != expected:
+        got = tuple(costs.shape) if torch.is_tensor(costs) else type(costs).__name__
+        raise ValueError(f"{name}: cost_fn must return costs of shape (B, S) = {expected}, got {got}")
+    nan = torch.isnan(costs)
+    if nan.any():
+        raise ValueError(f"{name}: cost_fn returned NaN for {int(nan.sum())} of {costs.numel()} candidates "
+                         f"(envs {torch.nonzero(nan.any(1)).flatten().tolist()}); NaN costs are never ranked")
+    return costs
+
+
+def check_continuous_space(name: str, space) -> None:
+    """Raise unless ``space`` is a continuous (Box) action space."""
+    if not isinstance(space, gym.spaces.Box):
+        raise ValueError(f"{name} plans continuous actions: expected a Box action space, got {space}; "
+                         f"use CategoricalCEMSolver or PGDSolver (with an action_table) for discrete actions")
+
+
+class PredictiveSamplingSolver:
+    """Predictive sampling: ``solver(cost_fn, init, low, high) -> (B, H, D)``.
+
+    Args:
+        num_samples: candidates per env per iteration (S); sample 0 is the nominal.
+        iters: iterations (1 = one-shot predictive sampling).
+        noise_std: std of the Gaussian perturbations.
+        std_decay: the std is multiplied by this after every iteration.
+        min_std: floor on the std.
+        seed: seed of the solver's own ``torch.Generator``.
+        device: where to plan; ``None`` plans on the device of ``init``.
+        action_table: must be None (continuous solver).
+
+    NaN costs raise a ValueError. ``last_info``: ``best_cost`` (B,) cost of the returned sequence,
+    ``iterations``, ``model_evals``.
+    """
+
+    action_kind = "continuous"
+
+    def __init__(self, num_samples: int = 300, iters: int = 30, noise_std: float = 1.0, std_decay: float = 0.9,
+                 min_std: float = 0.01, seed: int = 0, device: str | torch.device | None = None, action_table=None):
+        name = type(self).__name__
+        if action_table is not None:
+            raise ValueError(f"{name} plans continuous actions: expected no action_table, got a discrete action "
+                             f"table ({_describe(action_table)}); use CategoricalCEMSolver or PGDSolver")
+        if num_samples < 2 or iters < 1:
+            raise ValueError(f"{name}: need num_samples >= 2 and iters >= 1, got {num_samples}, {iters}")
+        if noise_std <= 0 or min_std < 0 or not 0 < std_decay <= 1:
+            raise ValueError(f"{name}: need noise_std > 0, min_std >= 0, std_decay in (0, 1]; got "
+                             f"{noise_std}, {min_std}, {std_decay}")
+        self.num_samples, self.iters = int(num_samples), int(iters)
+        self.noise_std, self.std_decay, self.min_std = float(noise_std), float(std_decay), float(min_std)
+        self.seed, self.device = int(seed), device
+        self._generator: torch.Generator | None = None
+        self.last_info: dict = {}
+
+    def check_action_space(self, space) -> None:
+        check_continuous_space(type(self).__name__, space)
+
+    def generator(self, device: torch.device) -> torch.Generator:
+        if self._generator is None or self._generator.device != device:
+            self._generator = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generator
+
+    @torch.no_grad()
+    def __call__(self, cost_fn, init, low, high) -> torch.Tensor:
+        name = type(self).__name__
+        init, low, high = check_problem(name, init, low, high, self.device)
+        gen = self.generator(init.device)
+        (b, h, d), s = init.shape, self.num_samples
+        nominal = torch.maximum(torch.minimum(init, high), low)
+        std = self.noise_std
+        for _ in range(self.iters):
+            noise = torch.randn((b, s, h, d), generator=gen, device=init.device, dtype=init.dtype)
+            candidates = torch.maximum(torch.minimum(nominal[:, None] + std * noise, high), low)
+            candidates[:, 0] = nominal
+            costs = evaluate_costs(name, cost_fn, candidates)
+            best_cost, best = costs.min(dim=1)  # ties go to the lowest index, i.e. the nominal stays
+            nominal = candidates[torch.arange(b, device=init.device), best]
+            std = max(std * self.std_decay, self.min_std)
+        self.last_info = {"best_cost": best_cost, "iterations": self.iters, "model_evals": self.iters * b * s}
+        return nominal
+
+
+# ---- main ----
+# mirrors the MAIN-TEMPLATE of solvers/cem_plan.py, adapted to this solver
+def pick_device(name: str) -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def summarize(name: str, result: dict, seconds: float, plans: int | None = None) -> dict:
+    row = {"policy": name, "success_pct": 100 * result["success_rate"], "episodes": result["episodes"],
+           "solved_at_start_pct": 100 * result["solved_at_start_rate"]}
+    unsolved = ~result["solved_at_start"]
+    row["success_unsolved_pct"] = 100 * float(result["success"][unsolved].mean()) if unsolved.any() else float("nan")
+    steps = result["steps_to_success"][result["success"]]
+    row["mean_steps_to_success"] = float(steps.mean()) if len(steps) else float("nan")
+    row["ms_per_plan"] = 1000 * seconds / plans if plans else float("nan")
+    return row
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    print(f"\n{title}")
+    print(f"{'policy':<10}{'success %':>10}{'solved at start %':>19}{'success % (unsolved)':>22}"
+          f"{'steps to success':>18}{'ms/plan':>9}")
+    for r in rows:
+        print(f"{r['policy']:<10}{r['success_pct']:>10.1f}{r['solved_at_start_pct']:>19.1f}"
+              f"{r['success_unsolved_pct']:>22.1f}{r['mean_steps_to_success']:>18.1f}{r['ms_per_plan']:>9.0f}")
+
+
+def main(args: Args) -> dict:
+    from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
+    from swm_core.checkpoint import load_checkpoint
+    from swm_core.data import open_dataset
+
+    device = pick_device(args.device)
+    torch.manual_seed(args.seed)
+    np.random.seed(args.seed)
+    model, ckpt = load_checkpoint(args.checkpoint, map_location=device)
+    dataset = open_dataset(args.dataset) if args.dataset else None
+    env_id = args.env_id or ckpt["extra"].get("env_id") or (dataset.metadata.get("env_id") if dataset else None)
+    if env_id is None:
+        raise SystemExit("cannot tell which env to plan in: pass --env-id")
+    image_size = int(getattr(model, "image_size", 0) or (dataset.metadata.get("image_size") if dataset else 64))
+    world = World(env_id, num_envs=args.num_envs, image_size=image_size, max_episode_steps=args.eval_budget,
+                  seed=args.seed)
+    solver = PredictiveSamplingSolver(num_samples=args.num_samples, iters=args.iters,
+                                      noise_std=args.noise_std, std_decay=args.std_decay,
+                                      min_std=args.min_std, seed=args.seed)
+    solver.check_action_space(world.action_space)
+    results = {"args": asdict(args), "env_id": env_id, "tables": {}}
+    protocols = []
+    if dataset is not None:
+        protocols.append(("dataset", lambda p, video=None: world.evaluate_from_dataset(
+            dataset, episodes=args.episodes, goal_offset=args.goal_offset, eval_budget=args.eval_budget,
+            seed=args.seed, policy=p, video=video)))
+    if args.episodic:
+        protocols.append(("episodic", lambda p, video=None: world.evaluate(
+            p, episodes=args.episodes, seed=args.seed, max_episode_steps=args.eval_budget)))
+    for protocol, run in protocols:
+        policy = MPCPolicy(model, solver, horizon=args.horizon, receding_horizon=args.receding_horizon,
+                           warm_start=args.warm_start, device=device)
+        t0 = time.perf_counter()
+        result = run(policy, args.video if protocol == "dataset" else None)
+        rows = [summarize("ps", result, time.perf_counter() - t0, policy.num_plans)]
+        per_episode = {"ps": result}
+        if args.floors:
+            for name, floor in (("no-op", NoOpPolicy()), ("random", RandomPolicy(seed=args.seed))):
+                per_episode[name] = run(floor)
+                rows.append(summarize(name, per_episode[name], 0.0))
+        print_table(f"{protocol} protocol: {env_id}, {args.episodes} episodes, budget {args.eval_budget}"
+                    + (f", goal offset {args.goal_offset}" if protocol == "dataset" else ""), rows)
+        results["tables"][protocol] = rows
+        results[protocol] = {name: {k: np.asarray(v).tolist() for k, v in r.items() if k != "variations"}
+                             for name, r in per_episode.items()}
+    if args.output_json:
+        with open(args.output_json, "w") as f:
+            json.dump(results, f, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

@@ -1,0 +1,133 @@
+"""MPCPolicy: receding horizon, warm start, batching, discrete actions, and the whole loop on a known model."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from swm_core import MPCPolicy, World
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_script(rel):
+    spec = importlib.util.spec_from_file_location(Path(rel).stem, ROOT / rel)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class PointModel(nn.Module):
+    """An exact Two-Room model without walls: pos' = pos + speed * a per env step; cost = distance to goal."""
+
+    def __init__(self, action_block=5, speed=5.0):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(1))
+        self.action_dim, self.action_block, self.speed = 2, action_block, speed
+
+    def get_cost(self, infos, candidates):
+        b, s, h, _ = candidates.shape
+        steps = candidates.reshape(b, s, h * self.action_block, 2).clamp(-1, 1)
+        final = infos["state"][:, None] + self.speed * steps.sum(2)
+        return (final - infos["goal_state"][:, None]).norm(dim=-1)
+
+
+class ScriptedSolver:
+    """Returns plan k filled with the value k (per env) and records every init it was given."""
+
+    def __init__(self):
+        self.inits, self.calls = [], 0
+
+    def __call__(self, cost_fn, init, low, high):
+        self.inits.append(init.clone())
+        self.calls += 1
+        b, h, d = init.shape
+        costs = cost_fn(torch.zeros(b, 3, h, d))
+        assert costs.shape == (b, 3)
+        steps = torch.arange(h, dtype=torch.float32)[None, :, None] / 10
+        return (self.calls / 10 + steps).expand(b, h, d).clamp(-1, 1)
+
+
+def fake_infos(n, step=0):
+    return {"step_idx": np.full(n, step), "state": np.zeros((n, 2), np.float32),
+            "goal_state": np.ones((n, 2), np.float32), "active": np.ones(n, bool)}
+
+
+def test_receding_horizon_and_warm_start():
+    solver = ScriptedSolver()
+    policy = MPCPolicy(PointModel(action_block=2), solver, horizon=3, receding_horizon=2)
+    policy.set_action_space(gym.spaces.Box(-1, 1, (2,), np.float32))
+    infos = fake_infos(2)
+    executed = [policy.get_actions(infos) for _ in range(8)]
+    assert solver.calls == 2  # 2 model steps x 2 env steps executed per plan -> a new plan every 4 env steps
+    # plan 1 = 0.1 + [0, .1, .2] per model step; executed: model steps 0, 1, each repeated over its 2 env steps
+    np.testing.assert_allclose([a[0, 0] for a in executed[:4]], [0.1, 0.1, 0.2, 0.2], atol=1e-6)
+    np.testing.assert_allclose([a[0, 0] for a in executed[4:]], [0.2, 0.2, 0.3, 0.3], atol=1e-6)
+    # warm start: the second plan starts from the unexecuted tail of the first (model step 2), then zeros
+    assert torch.all(solver.inits[0] == 0)
+    np.testing.assert_allclose(solver.inits[1][0, :, 0].numpy(), [0.3, 0.0, 0.0], atol=1e-6)
+
+    cold_solver = ScriptedSolver()
+    cold = MPCPolicy(PointModel(action_block=2), cold_solver, horizon=3, receding_horizon=2, warm_start=False)
+    cold.set_action_space(gym.spaces.Box(-1, 1, (2,), np.float32))
+    for _ in range(5):
+        cold.get_actions(infos)
+    assert cold_solver.calls == 2 and torch.all(cold_solver.inits[1] == 0)
+
+
+def test_reset_replans_only_that_env_and_inactive_envs_do_not_plan():
+    solver = ScriptedSolver()
+    policy = MPCPolicy(PointModel(action_block=1), solver, horizon=2, receding_horizon=2)
+    policy.set_action_space(gym.spaces.Box(-1, 1, (2,), np.float32))
+    infos = fake_infos(3)
+    policy.get_actions(infos)
+    assert solver.inits[-1].shape[0] == 3
+    policy.reset([1])
+    policy.get_actions(infos)
+    assert solver.calls == 2 and solver.inits[-1].shape[0] == 1  # only env 1 replanned
+    infos["active"][:] = [True, False, True]
+    policy.reset([0, 1, 2])
+    policy.get_actions(infos)
+    assert solver.inits[-1].shape[0] == 2
+
+
+def test_action_size_mismatch_and_bad_arguments():
+    with pytest.raises(ValueError, match="receding_horizon must be in"):
+        MPCPolicy(PointModel(), ScriptedSolver(), horizon=2, receding_horizon=3)
+    policy = MPCPolicy(PointModel(), ScriptedSolver())
+    with pytest.raises(ValueError, match=r"expects actions of size 2 per env step.*size 3"):
+        policy.set_action_space(gym.spaces.Box(-1, 1, (3,), np.float32))
+    with pytest.raises(ValueError, match="plans continuous actions"):
+        policy.set_action_space(gym.spaces.Discrete(9))
+
+
+def test_cem_mpc_reaches_two_room_goals_with_an_exact_model():
+    """The whole loop (World -> MPCPolicy -> CEM -> get_cost) on an exact model: same-room goals are reached."""
+    cem = load_script("solvers/cem_plan.py")
+    world = World("swm/TwoRoom-v1", num_envs=4, image_size=16, max_episode_steps=60)
+    solver = cem.CEMSolver(num_samples=64, topk=8, iters=5, seed=0)
+    policy = MPCPolicy(PointModel(), solver, horizon=3, receding_horizon=1)
+    options = {"variation_values": {"agent.position": [60, 60], "target.position": [90, 150]}}
+    result = world.evaluate(policy, episodes=4, seed=0, options=options)
+    assert result["success_rate"] == 1.0
+    # 95 px away, success within 16 px, 5 px per step: at least 16 steps; a good planner takes few more
+    assert np.all(result["steps_to_success"] <= 26)
+
+
+def test_discrete_solver_executes_indices_in_the_discrete_env():
+    ccem = load_script("solvers/categorical_cem_plan.py")
+    from swm_core.envs.two_room import TwoRoomDiscreteEnv
+
+    table = torch.as_tensor(TwoRoomDiscreteEnv.action_table)
+    world = World("swm/TwoRoomDiscrete-v1", num_envs=2, image_size=16, max_episode_steps=60)
+    solver = ccem.CategoricalCEMSolver(table, num_samples=64, topk=8, iters=4, seed=0)
+    policy = MPCPolicy(PointModel(action_block=2), solver, horizon=3, receding_horizon=1)
+    options = {"variation_values": {"agent.position": [60, 60], "target.position": [60, 160]}}
+    result = world.evaluate(policy, episodes=2, seed=0, options=options)
+    assert result["success_rate"] == 1.0

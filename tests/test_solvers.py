@@ -1,0 +1,534 @@
+"""The nine MPC solvers against problems with known optima: a bounded linear-quadratic reach task (exact optimum
+from a long FISTA solve), a grid shortest path (discrete), a constrained quadratic with a hand-computed KKT point.
+Plus batching independence, seeding, bounds, warm starts and every input check."""
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+import torch
+
+SOLVERS_DIR = Path(__file__).resolve().parents[1] / "solvers"
+
+
+def load(name: str):
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, SOLVERS_DIR / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+CLASSES = {
+    "cem": ("cem_plan", "CEMSolver"), "icem": ("icem_plan", "ICEMSolver"), "mppi": ("mppi_plan", "MPPISolver"),
+    "predictive_sampling": ("predictive_sampling_plan", "PredictiveSamplingSolver"), "gd": ("gd_plan", "GDSolver"),
+    "lagrangian": ("lagrangian_plan", "LagrangianSolver"), "grasp": ("grasp_plan", "GRASPSolver"),
+    "categorical_cem": ("categorical_cem_plan", "CategoricalCEMSolver"), "pgd": ("pgd_plan", "PGDSolver"),
+}
+CONTINUOUS = ["cem", "icem", "mppi", "predictive_sampling", "gd", "lagrangian", "grasp"]
+DISCRETE = ["categorical_cem", "pgd"]
+SAMPLING = ["cem", "icem", "mppi", "predictive_sampling"]
+
+
+def solver_class(key):
+    module, cls = CLASSES[key]
+    return getattr(load(module), cls)
+
+
+# ---- the linear-quadratic reach task: x_{t+1} = A x_t + B u_t, cost = sum_t |x_t - g|^2 + r |u|^2, |u| <= 1 ----
+A = torch.tensor([[1.0, 0.1], [-0.1, 0.95]], dtype=torch.float64)
+BU = torch.tensor([[0.5, 0.0], [0.1, 0.4]], dtype=torch.float64)
+R = 0.1
+H, D = 5, 2
+X0 = torch.tensor([[1.54, -0.29], [-2.18, 0.57], [-1.08, -1.4], [0.4, 0.84]], dtype=torch.float64)
+GOAL = X0 + torch.tensor([[2.5, 0.5], [-1.0, 1.0], [0.3, -0.4], [3.0, -2.0]], dtype=torch.float64)
+LOW, HIGH = -torch.ones(D), torch.ones(D)
+
+
+def linear_step(x, u):
+    return x @ A.to(x.dtype).T + u @ BU.to(x.dtype).T
+
+
+def linear_cost(x0, goal):
+    def cost(u):  # (B, S, H, D) -> (B, S)
+        x = x0[:, None].to(u.dtype).expand(-1, u.shape[1], -1)
+        total = R * u.pow(2).sum((-1, -2))
+        for t in range(u.shape[2]):
+            x = linear_step(x, u[:, :, t])
+            total = total + (x - goal[:, None].to(u.dtype)).pow(2).sum(-1)
+        return total
+
+    return cost
+
+
+def exact_optimum(x0, goal, iters=4000):
+    """Box-constrained QP in u solved by FISTA with step 1/L (L from the exact Hessian), float64."""
+    n = H * D
+    cost = linear_cost(x0, goal)
+    hess = torch.autograd.functional.hessian(lambda v: cost(v.view(1, 1, H, D)).sum(), torch.zeros(n, dtype=torch.float64))
+    lipschitz = torch.linalg.eigvalsh(hess).max().item()
+    b = x0.shape[0]
+    x = y = torch.zeros(b, 1, H, D, dtype=torch.float64)
+    t = 1.0
+    for _ in range(iters):
+        y = y.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(cost(y).sum(), y)
+        x_next = (y - grad / lipschitz).clamp(-1, 1).detach()
+        t_next = (1 + math.sqrt(1 + 4 * t * t)) / 2
+        y = x_next + (t - 1) / t_next * (x_next - x)
+        x, t = x_next, t_next
+    return x[:, 0], cost(x)[:, 0]
+
+
+@pytest.fixture(scope="module")
+def linear_problem():
+    u_star, c_star = exact_optimum(X0, GOAL)
+    # the optimum has active bounds (so clamping / projection matters) and interior coordinates
+    active = (u_star.abs() > 0.999).sum().item()
+    assert 5 <= active < u_star.numel() - 5
+    return u_star, c_star
+
+
+def call(solver, key, cost_fn, init, low=LOW, high=HIGH, x0=X0, goal=GOAL):
+    if key == "grasp":
+        return solver(cost_fn, init, low, high, step_fn=linear_step, start=x0.float(), goal=goal.float())
+    return solver(cost_fn, init, low, high)
+
+
+# per-solver settings for the reach task; where they differ from the defaults the reason is given
+LINEAR_KWARGS = {
+    "cem": {},
+    # beta 2.5 noise is nearly constant over H=5 steps (slow to fit this non-smooth plan), and the shrinking
+    # population needs a lower std floor to average its few elites down to the optimum
+    "icem": {"noise_beta": 1.0, "min_std": 0.01},
+    "mppi": {"temperature": 0.01},  # lambda is in cost units; 0.5 is flat for this problem's cost differences
+    "predictive_sampling": {},
+    "gd": {},
+    "lagrangian": {},  # no constraint_fn: projected gradient descent
+    "grasp": {},
+}
+TOLERANCE = {  # (relative cost gap, max |u - u*|)
+    "cem": (0.01, 0.15), "icem": (0.01, 0.2), "mppi": (0.01, 0.15), "predictive_sampling": (0.01, 0.1),
+    "gd": (1e-3, 0.03), "lagrangian": (1e-3, 0.03), "grasp": (0.01, 0.1),
+}
+
+
+@pytest.mark.parametrize("key", CONTINUOUS)
+def test_continuous_solvers_reach_the_exact_optimum(key, linear_problem):
+    u_star, c_star = linear_problem
+    cost64 = linear_cost(X0, GOAL)
+    init = torch.zeros(len(X0), H, D)
+    assert ((cost64(init.double()[:, None])[:, 0] - c_star) / c_star).min() > 0.3  # the start is far from optimal
+    solver = solver_class(key)(seed=0, **LINEAR_KWARGS[key])
+    plan = call(solver, key, linear_cost(X0.float(), GOAL.float()), init)
+    assert plan.shape == (len(X0), H, D) and plan.dtype == torch.float32
+    assert (plan >= LOW).all() and (plan <= HIGH).all()
+    gap = (cost64(plan.double()[:, None])[:, 0] - c_star) / c_star
+    rel_tol, u_tol = TOLERANCE[key]
+    assert (gap > -1e-6).all()  # nobody beats the exact optimum
+    assert (gap < rel_tol).all(), f"{key}: relative cost gaps {gap.tolist()}"
+    assert (plan.double() - u_star).abs().max() < u_tol
+    info = solver.last_info
+    assert info["model_evals"] > 0 and info["best_cost"].shape == (len(X0),)
+
+
+@pytest.mark.parametrize("key", CONTINUOUS)
+def test_batched_envs_do_not_interact(key):
+    """Env 0's plan is bit-identical whatever the other envs' problems are (same batch size and seed)."""
+    kwargs = {"iters": 5} if key not in ("lagrangian",) else {"outer_steps": 2, "inner_iters": 5}
+    other_x0, other_goal = X0.clone(), GOAL.clone()
+    other_x0[1:] = -X0[1:] * 0.5
+    other_goal[1:] = GOAL[1:].flip(1)
+    plans = []
+    for x0, goal in ((X0, GOAL), (other_x0, other_goal)):
+        solver = solver_class(key)(seed=3, **kwargs)
+        plans.append(call(solver, key, linear_cost(x0.float(), goal.float()), torch.zeros(4, H, D), x0=x0, goal=goal))
+    assert torch.equal(plans[0][0], plans[1][0])
+    assert not torch.equal(plans[0][1:], plans[1][1:])
+
+
+@pytest.mark.parametrize("key", CONTINUOUS + DISCRETE)
+def test_same_seed_same_plan(key):
+    cost_fn, init, low, high, make = _small_problem(key)
+    first = call(make(seed=7), key, cost_fn, init, low, high)
+    second = call(make(seed=7), key, cost_fn, init, low, high)
+    assert torch.equal(first, second)
+    if key in SAMPLING:
+        assert not torch.equal(first, call(make(seed=8), key, cost_fn, init, low, high))
+
+
+def _small_problem(key):
+    if key in DISCRETE:
+        kwargs = {"iters": 5, "num_samples": 64} if key == "categorical_cem" else {"iters": 10}
+        return (grid_cost, torch.zeros(4, GRID_H, 2), -torch.ones(2), torch.ones(2),
+                lambda seed: solver_class(key)(GRID_TABLE, seed=seed, **kwargs))
+    kwargs = {"outer_steps": 2, "inner_iters": 5} if key == "lagrangian" else {"iters": 5}
+    return (linear_cost(X0.float(), GOAL.float()), torch.zeros(4, H, D), LOW, HIGH,
+            lambda seed: solver_class(key)(seed=seed, **kwargs))
+
+
+@pytest.mark.parametrize("key", SAMPLING)
+def test_sampling_candidates_respect_bounds_and_sample_zero_is_the_mean(key):
+    low, high = torch.tensor([-0.3, -1.0]), torch.tensor([0.5, 0.2])
+    seen = []
+
+    def cost_fn(candidates):
+        seen.append(candidates.clone())
+        return linear_cost(X0.float(), GOAL.float())(candidates)
+
+    init = torch.full((4, H, D), 0.1)
+    init[0, 0] = torch.tensor([2.0, -2.0])  # outside the bounds: the solver starts from its clamp
+    plan = solver_class(key)(iters=4, seed=0)(cost_fn, init, low, high)
+    assert all(((c >= low) & (c <= high)).all() for c in seen)
+    assert torch.equal(seen[0][:, 0], torch.maximum(torch.minimum(init, high), low))
+    assert ((plan >= low) & (plan <= high)).all()
+
+
+def test_gradient_solvers_project_onto_the_bounds():
+    low, high = torch.tensor([-0.2, -0.5]), torch.tensor([0.1, 0.5])  # the unconstrained optimum is outside
+    for key in ("gd", "lagrangian", "grasp"):
+        plan = call(solver_class(key)(seed=0), key, linear_cost(X0.float(), GOAL.float()), torch.zeros(4, H, D),
+                    low, high)
+        assert ((plan >= low) & (plan <= high)).all(), key
+        assert (plan == high).any() or (plan == low).any(), key  # some bound is active at the optimum
+
+
+# ---- errors ----
+@pytest.mark.parametrize("key", CONTINUOUS + DISCRETE)
+def test_cost_fn_with_the_wrong_shape_is_rejected(key):
+    cost_fn, init, low, high, make = _small_problem(key)
+    solver = make(seed=0)
+    name = type(solver).__name__
+    with pytest.raises(ValueError, match=rf"{name}.*\(B, S\).*got \(4,\)"):
+        call(solver, key, lambda c: cost_fn(c).sum(1), init, low, high)
+    with pytest.raises(ValueError, match=rf"{name}.*\(B, S\).*got \(4, \d+, 1\)"):
+        call(solver, key, lambda c: cost_fn(c)[..., None], init, low, high)
+
+
+@pytest.mark.parametrize("key", CONTINUOUS + DISCRETE)
+def test_nan_costs_raise(key):
+    cost_fn, init, low, high, make = _small_problem(key)
+
+    def nan_for_env_2(c):
+        costs = cost_fn(c)
+        return torch.where(torch.arange(4)[:, None] == 2, torch.nan, costs)
+
+    with pytest.raises(ValueError, match=r"NaN.*envs \[2\]"):
+        call(make(seed=0), key, nan_for_env_2, init, low, high)
+
+
+@pytest.mark.parametrize("key", CONTINUOUS + DISCRETE)
+def test_bad_problem_inputs_are_rejected(key):
+    cost_fn, init, low, high, make = _small_problem(key)
+    solver = make(seed=0)
+    name = type(solver).__name__
+    with pytest.raises(ValueError, match=rf"{name}: init must be a float tensor of shape \(B, H, D\)"):
+        call(solver, key, cost_fn, init[0], low, high)
+    with pytest.raises(ValueError, match=rf"{name}: init must be a float tensor"):
+        call(solver, key, cost_fn, init.long(), low, high)
+    with pytest.raises(ValueError, match=rf"{name}: low must have shape \(2,\)"):
+        call(solver, key, cost_fn, init, torch.zeros(3), high)
+    with pytest.raises(ValueError, match=rf"{name}: low must be <= high"):
+        call(solver, key, cost_fn, init, high, low)
+
+
+@pytest.mark.parametrize("key", CONTINUOUS)
+def test_continuous_solvers_refuse_discrete_actions(key):
+    cls = solver_class(key)
+    with pytest.raises(ValueError, match=rf"{cls.__name__} plans continuous actions: expected no action_table"):
+        cls(action_table=GRID_TABLE)
+    with pytest.raises(ValueError, match=rf"{cls.__name__} plans continuous actions: expected a Box action space, "
+                                         r"got Discrete\(5\)"):
+        cls().check_action_space(gym.spaces.Discrete(5))
+    cls().check_action_space(gym.spaces.Box(-1, 1, (2,)))
+    assert cls.action_kind == "continuous"
+
+
+@pytest.mark.parametrize("key", DISCRETE)
+def test_discrete_solvers_refuse_continuous_actions(key):
+    cls = solver_class(key)
+    box = gym.spaces.Box(-1, 1, (2,))
+    with pytest.raises(ValueError, match=rf"{cls.__name__} plans discrete actions: expected an action_table"):
+        cls(box)
+    with pytest.raises(ValueError, match=rf"{cls.__name__}: action_table must have shape \(n >= 2, A >= 1\)"):
+        cls(torch.zeros(5))
+    solver = cls(GRID_TABLE)
+    with pytest.raises(ValueError, match=rf"{cls.__name__} plans discrete actions: expected a Discrete\(5\) action "
+                                         r"space, got Box"):
+        solver.check_action_space(box)
+    with pytest.raises(ValueError, match="has 5 rows but the action space is Discrete"):
+        solver.check_action_space(gym.spaces.Discrete(4))
+    solver.check_action_space(gym.spaces.Discrete(5))
+    with pytest.raises(ValueError, match=r"D=3 of init is not a multiple of the action_table's A=2"):
+        solver(grid_cost, torch.zeros(4, GRID_H, 3), -torch.ones(3), torch.ones(3))
+    with pytest.raises(ValueError, match=r"fall outside the bounds"):
+        solver(grid_cost, torch.zeros(4, GRID_H, 2), -0.5 * torch.ones(2), torch.ones(2))
+    assert cls.action_kind == "discrete"
+
+
+def test_bad_hyperparameters_are_rejected():
+    with pytest.raises(ValueError, match=r"CEMSolver: topk must be in \[1, num_samples=10\], got 20"):
+        solver_class("cem")(num_samples=10, topk=20)
+    with pytest.raises(ValueError, match="MPPISolver: need temperature > 0"):
+        solver_class("mppi")(temperature=0)
+    with pytest.raises(ValueError, match="GDSolver: optimizer must be 'adam' or 'sgd'"):
+        solver_class("gd")(optimizer="lbfgs")
+    with pytest.raises(ValueError, match="ICEMSolver: min_samples must be in"):
+        solver_class("icem")(num_samples=40, topk=30)
+
+
+# ---- discrete: a grid walk. Actions {stay, +x, -x, +y, -y}; cost = |p_H - goal|^2 + 0.1 * (moves made) ----
+GRID_TABLE = torch.tensor([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], dtype=torch.float32)
+GRID_H = 8
+GRID_START = torch.tensor([[0, 0], [2, 1], [-1, -3], [0, 0]], dtype=torch.float32)
+GRID_GOAL = torch.tensor([[3, -2], [2, 1], [2, 1], [-4, 4]], dtype=torch.float32)
+STEP_COST = 0.1
+
+
+def grid_cost(candidates):
+    position = GRID_START[:, None] + candidates.sum(2)
+    return (position - GRID_GOAL[:, None]).pow(2).sum(-1) + STEP_COST * candidates.abs().sum((-1, -2))
+
+
+@pytest.mark.parametrize("key", DISCRETE)
+def test_discrete_solvers_find_a_shortest_path(key):
+    """Optimal cost = 0.1 * Manhattan distance (all goals are within 8 moves): exactly that many moves, no waste."""
+    solver = solver_class(key)(GRID_TABLE, seed=0)
+    plan = solver(grid_cost, torch.zeros(4, GRID_H, 2), -torch.ones(2), torch.ones(2))
+    optimal = STEP_COST * (GRID_GOAL - GRID_START).abs().sum(1)
+    assert torch.allclose(grid_cost(plan[:, None])[:, 0], optimal, atol=1e-5)
+    idx = solver.last_indices
+    assert idx.shape == (4, GRID_H, 1) and idx.dtype == torch.int64
+    assert torch.equal(GRID_TABLE[idx[..., 0]], plan)  # the plan is made of table rows, as the indices say
+    assert torch.equal(solver.last_info["indices"], idx)
+    moves = (idx != 0).sum((1, 2))
+    assert torch.equal(moves, (GRID_GOAL - GRID_START).abs().sum(1).long())
+
+
+def test_discrete_action_blocks_use_one_categorical_per_env_step():
+    """D = K * A: with K = 2 env steps per model step the solver picks 2 table rows per model step."""
+    solver = solver_class("categorical_cem")(GRID_TABLE, seed=0)
+
+    def cost(c):  # c (B, S, H, 4): two 2-D moves per model step
+        return grid_cost(c.reshape(*c.shape[:2], -1, 2))
+
+    plan = solver(cost, torch.zeros(4, GRID_H // 2, 4), -torch.ones(4), torch.ones(4))
+    assert solver.last_indices.shape == (4, GRID_H // 2, 2)
+    assert torch.allclose(cost(plan[:, None])[:, 0], STEP_COST * (GRID_GOAL - GRID_START).abs().sum(1))
+
+
+def test_categorical_cem_warm_start_is_sample_zero():
+    seen = []
+    init = GRID_TABLE[torch.randint(0, 5, (4, GRID_H))] + 0.2  # near table rows
+
+    def cost(c):
+        seen.append(c.clone())
+        return grid_cost(c)
+
+    solver_class("categorical_cem")(GRID_TABLE, iters=1, seed=0)(cost, init, -torch.ones(2), torch.ones(2))
+    assert torch.equal(seen[0][:, 0], init - 0.2)
+
+
+def test_simplex_projection_matches_a_bisection_reference():
+    project = load("pgd_plan").project_simplex
+    gen = torch.Generator().manual_seed(0)
+    v = torch.randn(500, 7, generator=gen, dtype=torch.float64) * 2
+    v[0] = torch.tensor([0.2, 0.3, 0.5, 0, 0, 0, 0], dtype=torch.float64)  # already on the simplex
+    p = project(v)
+    assert torch.allclose(p.sum(-1), torch.ones(500, dtype=torch.float64)) and (p >= 0).all()
+    lo, hi = v.min(-1).values - 1, v.max(-1).values  # theta with sum(max(v - theta, 0)) = 1, by bisection
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        too_low = (v - mid[:, None]).clamp_min(0).sum(-1) > 1
+        lo, hi = torch.where(too_low, mid, lo), torch.where(too_low, hi, mid)
+    assert torch.allclose(p, (v - lo[:, None]).clamp_min(0), atol=1e-10)
+    assert torch.allclose(p[0], v[0])
+
+
+# ---- augmented Lagrangian: min sum w (u - c)^2  s.t.  a.u <= b (active) and u_0 <= 10 (inactive) ----
+def test_lagrangian_meets_the_constraint_at_the_kkt_point():
+    gen = torch.Generator().manual_seed(0)
+    b, n = 3, 6
+    c = torch.randn(b, n, generator=gen, dtype=torch.float64)
+    w = torch.rand(b, n, generator=gen, dtype=torch.float64) * 2 + 0.5
+    a = torch.randn(b, n, generator=gen, dtype=torch.float64)
+    bound = (a * c).sum(1) - torch.tensor([1.0, 2.0, 0.5], dtype=torch.float64)  # violated at the minimizer c
+    lam_star = 2 * ((a * c).sum(1) - bound) / (a * a / w).sum(1)  # stationarity: 2 w (u - c) + lam a = 0
+    u_star = c - lam_star[:, None] / 2 * a / w
+    assert torch.allclose((a * u_star).sum(1), bound)
+
+    def cost(u):
+        return (w[:, None] * (u.flatten(2).double() - c[:, None]) ** 2).sum(-1).float()
+
+    def constraints(u):
+        u = u.flatten(2).double()
+        return torch.stack([(a[:, None] * u).sum(-1) - bound[:, None], u[..., 0] - 10.0], -1).float()
+
+    solver = solver_class("lagrangian")(seed=0)
+    plan = solver(cost, torch.zeros(b, 3, 2), -3 * torch.ones(2), 3 * torch.ones(2), constraint_fn=constraints)
+    info = solver.last_info
+    assert (plan.flatten(1).double() - u_star).abs().max() < 5e-3
+    assert info["feasible"].all() and (info["max_violation"] <= 1e-3).all()
+    assert torch.allclose(info["multipliers"][:, 0].double(), lam_star, rtol=0.03)
+    assert (info["multipliers"][:, 1] == 0).all()  # the inactive constraint keeps a zero multiplier
+    # without the constraint the same solver goes to the unconstrained minimizer c, which violates it
+    free = solver_class("lagrangian")(seed=0)(cost, torch.zeros(b, 3, 2), -3 * torch.ones(2), 3 * torch.ones(2))
+    assert (free.flatten(1).double() - c).abs().max() < 5e-3
+
+
+def test_lagrangian_rejects_bad_constraints():
+    solver = solver_class("lagrangian")(outer_steps=1, inner_iters=2)
+    cost = linear_cost(X0.float(), GOAL.float())
+    with pytest.raises(ValueError, match=r"constraint_fn must return \(B, S, C\) = \(4, 4, C>=1\) values, got \(4, 4\)"):
+        solver(cost, torch.zeros(4, H, D), LOW, HIGH, constraint_fn=lambda u: u.sum((-1, -2)))
+
+
+# ---- iCEM specifics ----
+def test_colored_noise_has_unit_variance_and_correlates_in_time():
+    colored_noise = load("icem_plan").colored_noise
+    gen = torch.Generator().manual_seed(0)
+    lag1 = []
+    for beta in (0.0, 1.0, 2.5):
+        x = colored_noise((20000, 10), beta, gen, dtype=torch.float64)
+        assert abs(x.var().item() - 1) < 0.03
+        lag1.append((x[:, 1:] * x[:, :-1]).mean().item())
+    assert abs(lag1[0]) < 0.02 and lag1[0] < lag1[1] < lag1[2] and lag1[2] > 0.5
+
+
+def test_icem_population_decays_and_elites_carry_over_shifted_replans():
+    solver = solver_class("icem")(num_samples=100, topk=10, iters=9, seed=0)
+    cost = linear_cost(X0.float(), GOAL.float())
+    plan = solver(cost, torch.zeros(4, H, D), LOW, HIGH)
+    assert solver.last_info["population"] == [100, 80, 64, 51, 40, 32, 26, 20, 20]  # floor(100 / 1.25^i) >= 2 topk
+    assert not solver.last_info["reused_elites"].any()  # nothing to carry over on the first call
+    shifted = torch.cat([plan[:, 2:], torch.zeros(4, 2, D)], dim=1)  # what MPCPolicy passes after 2 steps
+    shifted[3] = 0.5  # env 3's warm start is not a shift of its last plan
+    solver(cost, shifted, LOW, HIGH)
+    assert solver.last_info["reused_elites"].tolist() == [True, True, True, False]
+    solver(linear_cost(X0[:2].float(), GOAL[:2].float()), torch.zeros(2, H, D), LOW, HIGH)  # another batch size
+    assert not solver.last_info["reused_elites"].any()
+
+
+def test_mppi_temperature_interpolates_between_best_and_average():
+    cost = linear_cost(X0.float(), GOAL.float())
+    cold = solver_class("mppi")(iters=1, temperature=1e-6, seed=0)
+    cold(cost, torch.zeros(4, H, D), LOW, HIGH)
+    hot = solver_class("mppi")(iters=1, temperature=1e6, seed=0)
+    hot(cost, torch.zeros(4, H, D), LOW, HIGH)
+    assert torch.allclose(cold.last_info["ess"], torch.ones(4), atol=1e-3)
+    assert torch.allclose(hot.last_info["ess"], torch.full((4,), 300.0), rtol=1e-3)
+
+
+# ---- GRASP ----
+def test_grasp_runs_all_time_steps_in_one_parallel_model_call():
+    calls = []
+
+    def step_fn(z, a):
+        calls.append((tuple(z.shape), z.requires_grad))
+        return linear_step(z, a)
+
+    solver = solver_class("grasp")(iters=3, sync_every=0, sync_steps=0, num_samples=2, seed=0)
+    solver(linear_cost(X0.float(), GOAL.float()), torch.zeros(4, H, D), LOW, HIGH, step_fn=step_fn,
+           start=X0.float(), goal=GOAL.float())
+    relaxed = calls[:3]
+    assert relaxed == [((4, 2 * H, 2), False)] * 3  # S * H transitions at once; no gradient into the states
+    assert calls[3:] == [((4, 2, 2), False)] * (H - 1)  # the final sync: a true rollout of the plan
+    assert solver.last_info["step_evals"] == 3 * 4 * 2 * H + 4 * 2 * (H - 1)
+
+
+class TinyLatentModel(torch.nn.Module):
+    """A world model exposing the GRASP interface: plan_latents(infos) and step_latent(z, a_block)."""
+
+    def plan_latents(self, infos):
+        return infos["state"], infos["goal_state"]
+
+    def step_latent(self, z, a):
+        return linear_step(z, a)
+
+    def get_cost(self, infos, candidates):
+        return linear_cost(infos["state"], infos["goal_state"])(candidates)
+
+
+def test_grasp_plans_with_a_world_model_through_model_kwargs(linear_problem):
+    model, infos = TinyLatentModel(), {"state": X0.float(), "goal_state": GOAL.float()}
+    solver = solver_class("grasp")(seed=0)
+    plan = solver(lambda c: model.get_cost(infos, c), torch.zeros(4, H, D), LOW, HIGH,
+                  **solver.model_kwargs(model, infos))
+    u_star, c_star = linear_problem
+    gap = (linear_cost(X0, GOAL)(plan.double()[:, None])[:, 0] - c_star) / c_star
+    assert (gap < 0.01).all()
+    with pytest.raises(ValueError, match=r"GRASPSolver needs a world model with plan_latents.*lacks \['plan_latents', "
+                                         r"'step_latent'\]"):
+        solver.model_kwargs(torch.nn.Linear(2, 2), infos)
+    with pytest.raises(ValueError, match="GRASPSolver needs a one-step model"):
+        solver(lambda c: model.get_cost(infos, c), torch.zeros(4, H, D), LOW, HIGH)
+    with pytest.raises(ValueError, match=r"step_fn must map states \(4, 5, 2\)"):
+        solver(lambda c: model.get_cost(infos, c), torch.zeros(4, H, D), LOW, HIGH,
+               step_fn=lambda z, a: z[..., :1], start=X0.float(), goal=GOAL.float())
+
+
+def test_solver_files_are_self_contained():
+    """No solver imports another solver file (each is a standalone CleanRL-style script)."""
+    names = [module for module, _ in CLASSES.values()]
+    for module in names:
+        text = (SOLVERS_DIR / f"{module}.py").read_text()
+        imports = [line for line in text.splitlines() if line.startswith(("import ", "from "))]
+        assert not [line for line in imports if any(other in line for other in names)], module
+
+
+def test_grasp_gradients_do_not_grow_with_the_horizon():
+    """The paper's conditioning argument, checked on an expansive linear chain z' = 1.2 z + 0.5 a: through a
+    rollout, the terminal cost's gradient w.r.t. a_0 is 1.2^(H-1) times the one w.r.t. a_{H-1}; through GRASP's
+    one-step relaxation every action's gradient stays of the same size whatever the horizon."""
+    solver = solver_class("grasp")()
+    start, goal = torch.tensor([[0.5, -0.5]]), torch.tensor([[1.0, 1.0]])
+
+    def step(z, a):
+        return 1.2 * z + 0.5 * a
+
+    spread = {}
+    for h in (10, 40):
+        actions = torch.zeros(1, 1, h, 2, requires_grad=True)
+        z = start[:, None]
+        for t in range(h):
+            z = step(z, actions[:, :, t])
+        (shoot,) = torch.autograd.grad((z - goal[:, None]).pow(2).sum(), actions)
+        frac = torch.linspace(0, 1, h + 1)[1:-1].view(1, 1, h - 1, 1)
+        virtual = start[:, None, None] + frac * (goal - start)[:, None, None]
+        actions = torch.zeros(1, 1, h, 2, requires_grad=True)
+        (relaxed,) = torch.autograd.grad(solver.relaxed_loss(step, start, goal, virtual, actions).sum(), actions)
+        shoot_norm, relaxed_norm = shoot[0, 0].norm(dim=-1), relaxed[0, 0].norm(dim=-1)
+        assert torch.allclose(shoot_norm[0] / shoot_norm[-1], torch.tensor(1.2 ** (h - 1)), rtol=1e-3)
+        spread[h] = (relaxed_norm.max() / relaxed_norm.min()).item()
+    assert spread[10] < 5 and spread[40] < 5
+
+
+# ---- the scripts around the solvers ----
+def test_discrete_scripts_grid_the_box_and_lagrangian_bounds_action_norms():
+    table = load("categorical_cem_plan").grid_action_table(gym.spaces.Box(-2.0, 1.0, (2,)), 3)
+    assert table.tolist() == [[x, y] for x in (-2.0, -0.5, 1.0) for y in (-2.0, -0.5, 1.0)]
+    assert torch.equal(load("pgd_plan").grid_action_table(gym.spaces.Box(-1.0, 1.0, (1,)), 2), torch.tensor([[-1.0], [1.0]]))
+    constraint = load("lagrangian_plan").action_norm_constraint(2, 0.5)
+    candidates = torch.tensor([3.0, 4.0, 0.0, 0.3]).view(1, 1, 1, 4)  # one model step of 2 env steps
+    assert torch.allclose(constraint(candidates), torch.tensor([[[4.5, -0.2]]]))
+
+
+def test_planning_speed_benchmark_counts_the_candidates_each_solver_scores(tmp_path):
+    spec = importlib.util.spec_from_file_location("planning_speed", SOLVERS_DIR.parent / "benchmarks" / "planning_speed.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["planning_speed"] = bench
+    spec.loader.exec_module(bench)
+    args = bench.Args(num_envs=2, num_samples=8, iters=2, horizon=3, action_block=2, latent_dim=4, hidden=8,
+                      repeats=1, device="cpu", output_json=str(tmp_path / "s.json"), output_png=str(tmp_path / "s.png"))
+    rows = {r["solver"]: r for r in bench.main(args)["rows"]}
+    assert set(rows) == set(CLASSES)
+    assert rows["cem"]["cost_calls"] == 2 and rows["cem"]["candidates"] == 2 * 2 * 8
+    assert rows["gd"]["cost_calls"] == 3  # 2 steps + scoring the last iterate
+    assert rows["grasp"]["step_calls"] == 2 + (3 - 1)  # 2 parallel relaxed steps, then a 3-step true rollout
+    assert all(r["ms_per_plan"] > 0 and r["floor_ms"] > 0 for r in rows.values())
+    assert (tmp_path / "s.json").exists() and (tmp_path / "s.png").stat().st_size > 0

@@ -13,7 +13,9 @@ column ``fixed_size_list<float32>``) are read too: binary columns are taken to b
 - ``LanceWriter``: buffer episodes, ``commit()`` appends them as one atomic Lance version.
 - ``open_dataset`` -> ``TrajectoryDataset``: episode index (from ``episode_idx`` only) and ``read_rows``.
 - ``WindowDataset``: a torch Dataset of ``num_steps`` frames ``frameskip`` rows apart, with the ``frameskip``
-  actions after each frame concatenated; split by episode; one sorted ``take`` per batch (``__getitems__``).
+  actions after each frame concatenated; split by episode; sorted ``take``s per batch (``__getitems__``), only
+  the frames used are decoded. ``WindowDataset.loader()`` builds a seeded DataLoader whose workers start with
+  "forkserver": Lance is not fork-safe, and a forked worker of a process that used Lance refuses to read.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ METADATA_KEY = b"swm"
 FORMAT_VERSION = 1
 ACTION_COLUMN = "action"
 FLOAT64_COLUMNS = ("sim_state",)  # float64 vector columns kept at full precision; other floats become float32
-INDEX_COLUMNS = ("episode_idx", "step_idx")
+INDEX_COLUMNS = ("episode_idx", "step_idx")  # added by the writer to every row
 ENCODINGS = ("jpeg", "raw")
 SPLITS = ("train", "val", "all")
 
@@ -208,11 +210,12 @@ def _infer_metadata(ds: lance.LanceDataset) -> dict:
         meta["shapes"] = {k: tuple(v) for k, v in meta.get("shapes", {}).items()}
         meta.setdefault("layout", "swm")
         return meta
+    binary = [f.name for f in ds.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+    first = ds.take([0], columns=binary) if binary and ds.count_rows() > 0 else None
     image_columns, shapes = [], {}
-    first = ds.take([0]) if ds.count_rows() > 0 else None
     for field in ds.schema:
         t = field.type
-        if pa.types.is_binary(t) or pa.types.is_large_binary(t):
+        if field.name in binary:
             image_columns.append(field.name)
             if first is not None:
                 shapes[field.name] = _jpeg_shape(first.column(field.name)[0].as_py())
@@ -308,6 +311,7 @@ class LanceWriter:
                     f"{self.path!r} stores images with encoding {meta.get('encoding')!r}; "
                     f"this writer was asked for {encoding!r}"
                 )
+            self.env_id = self.env_id or meta.get("env_id")
             self._schema = existing.schema
             self._shapes = dict(meta.get("shapes", {}))
             if existing.count_rows() > 0:
@@ -552,6 +556,7 @@ class TrajectoryDataset:
         Arrays may be read-only views of Arrow memory when rows are sorted and unique.
         """
         columns = self.check_columns(columns)
+        _session()  # refuses to read in a fork of the process that opened this dataset
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= self.num_rows):
             bad = rows[(rows < 0) | (rows >= self.num_rows)][0]
@@ -610,7 +615,8 @@ class WindowDataset(torch.utils.data.Dataset):
     frameskip actions after each frame, concatenated), other column: (num_steps, ...)}. A window starting at
     step t is valid when all its actions are real: t + num_steps * frameskip <= L - 1, so an episode of length
     L gives max(0, L - num_steps * frameskip) windows. Only the num_steps frame rows are decoded.
-    The Lance handle is opened lazily in each process (fork-safe DataLoader workers).
+    Each process opens its own Lance handle (it is never pickled). Lance is not fork-safe: DataLoader workers
+    must start with "forkserver" or "spawn" (``loader()`` does); a plain fork raises a clear RuntimeError.
     """
 
     def __init__(
@@ -653,9 +659,8 @@ class WindowDataset(torch.utils.data.Dataset):
             [np.zeros(0, np.int64)]
             + [o + np.arange(n, dtype=np.int64) for o, n in zip(offsets, self.windows_per_episode)]
         )
-        del td
-        self._ds: lance.LanceDataset | None = None
-        self._pid: int | None = None
+        self._ds: lance.LanceDataset | None = td._ds  # this process's handle; dropped when pickled
+        self._pid: int | None = os.getpid()
 
     def __len__(self) -> int:
         return len(self.window_starts)

@@ -37,6 +37,8 @@ class Args:
     """image encoding: 'jpeg' or 'raw'"""
     stop_on_success: bool = False
     """end an episode when the env reports success (default: run every episode to max_episode_steps)"""
+    commit_every: int = 50
+    """finished episodes per atomic Lance commit (an interrupted run keeps every committed batch)"""
     seed: int = 0
     """episode e is reset with seed seed + e; policies are seeded from it too"""
 
@@ -68,7 +70,7 @@ if __name__ == "__main__":
     options = {"variation": args.variation} if args.variation else None
     t0 = time.perf_counter()
     world.collect(args.output, episodes=args.episodes, seed=args.seed, options=options, policy=policy,
-                  encoding=args.encoding, stop_on_success=args.stop_on_success)
+                  encoding=args.encoding, stop_on_success=args.stop_on_success, commit_every=args.commit_every)
     elapsed = time.perf_counter() - t0
     ds = open_dataset(args.output)
     steps = args.episodes * args.max_episode_steps

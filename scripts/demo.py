@@ -33,9 +33,9 @@ class Args:
     """held-out episodes (another seed) that the start/goal pairs are drawn from"""
     expert_fraction: float = 0.7
     """fraction of episodes driven by the scripted expert (the rest are random walks)"""
-    train_steps: int = 1500
+    train_steps: int = 1000
     """LeWM gradient steps (CPU preset)"""
-    batch_size: int = 64
+    batch_size: int = 32
     """LeWM batch size (windows)"""
     plan_episodes: int = 50
     """start/goal pairs planned"""

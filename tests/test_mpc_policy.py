@@ -131,3 +131,34 @@ def test_discrete_solver_executes_indices_in_the_discrete_env():
     options = {"variation_values": {"agent.position": [60, 60], "target.position": [60, 160]}}
     result = world.evaluate(policy, episodes=2, seed=0, options=options)
     assert result["success_rate"] == 1.0
+
+
+class GoalReacher(nn.Module):
+    """A 'trained' feed-forward policy: unit step from state toward goal_state."""
+
+    def get_action(self, infos):
+        d = infos["goal_state"] - infos["state"]
+        return d / d.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+
+
+def test_feedforward_policy_in_world():
+    from swm_core import FeedForwardPolicy
+
+    world = World("swm/TwoRoom-v1", num_envs=2, image_size=16, max_episode_steps=40)
+    options = {"variation_values": {"agent.position": [40, 60], "target.position": [90, 150]}}
+    result = world.evaluate(FeedForwardPolicy(GoalReacher()), episodes=2, seed=0, options=options)
+    assert result["success_rate"] == 1.0
+
+
+def test_cem_main_refuses_a_checkpoint_for_another_action_size(tmp_path):
+    lewm = load_script("baselines/lewm_train.py")
+    from swm_core.checkpoint import save_checkpoint
+
+    config = dict(action_dim=3, action_block=2, history=1, image_size=16, encoder="conv", conv_channels=[4, 8],
+                  latent_dim=8, proj_hidden=16, action_hidden=8, pred_depth=1, pred_heads=2, pred_dim_head=4,
+                  pred_mlp_dim=16, dropout=0.0)
+    path = save_checkpoint(tmp_path / "three.pt", lewm.LeWM(**config), config, env_id="swm/TwoRoom-v1")
+    cem = load_script("solvers/cem_plan.py")
+    args = cem.Args(checkpoint=str(path), episodes=1, num_envs=1, num_samples=4, topk=2, iters=1, floors=False)
+    with pytest.raises(ValueError, match=r"expects actions of size 3 per env step.*size 2"):
+        cem.main(args)

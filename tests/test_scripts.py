@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +49,30 @@ def test_env_speed_benchmark_runs(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert "swm/PushT-v1" in out.stdout and (tmp_path / "env_speed.json").exists()
     assert np.isfinite(float(out.stdout.split("swm/TwoRoom-v1")[1].split()[1].replace(",", "")))
+
+
+def test_interrupted_collect_keeps_commits_and_rerun_appends(tmp_path):
+    out = tmp_path / "killed.lance"
+    flags = ["scripts/collect.py", "--env-id", "swm/TwoRoom-v1", "--output", str(out), "--num-envs", "1",
+             "--max-episode-steps", "20", "--commit-every", "2", "--policy", "random"]
+    proc = subprocess.Popen([sys.executable, *flags, "--episodes", "100000"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:  # wait for a couple of commits, then kill it mid-run
+            if (out / "_versions").exists() and len(list((out / "_versions").iterdir())) >= 2:
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("collect made no commit within 120 s")
+    finally:
+        proc.kill()
+        proc.wait()
+    ds = open_dataset(out)
+    kept = ds.num_episodes
+    assert kept >= 2 and kept % 2 == 0  # whole commits only
+    assert all(length == 21 for length in ds.episode_lengths)
+    rerun = run(*flags, "--episodes", "3", "--seed", "500")
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    ds = open_dataset(out)
+    assert ds.num_episodes == kept + 3 and list(ds.episode_ids) == list(range(kept + 3))

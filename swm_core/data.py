@@ -173,13 +173,38 @@ def _session() -> LanceSession:
     return _SESSION
 
 
+def resolve_storage_options(path, storage_options=None) -> dict | None:
+    """``storage_options`` as given, or for an ``s3://`` path without them the ones built from the AWS environment
+    variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...; see :func:`swm_core.formats.s3_storage_options`)."""
+    if storage_options:
+        return dict(storage_options)
+    if str(path).startswith("s3://"):
+        from swm_core.formats import s3_storage_options
+
+        return s3_storage_options()
+    return None
+
+
+def _connection_error(path, storage_options, err: Exception) -> ConnectionError | None:
+    text = str(err).lower()
+    if str(path).startswith("s3://") and ("error sending request" in text or "connection refused" in text
+                                          or "dns error" in text or "tcp connect" in text):
+        endpoint = (storage_options or {}).get("endpoint") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
+        return ConnectionError(f"cannot reach the S3 endpoint {endpoint} for {path}: {err}")
+    return None
+
+
 def _lance_open(path: str, version=None, storage_options=None) -> lance.LanceDataset:
-    """lance.dataset with clear errors: FileNotFoundError for a missing path, ValueError for a bad version."""
+    """lance.dataset with clear errors: FileNotFoundError for a missing path, ValueError for a bad version,
+    ConnectionError naming the endpoint of an unreachable S3 server."""
     try:
         ds = lance.dataset(path, storage_options=storage_options, session=_session())
     except (ValueError, OSError) as err:
         if _is_not_found(err):
             raise FileNotFoundError(f"no Lance dataset at {path!r}") from None
+        conn = _connection_error(path, storage_options, err)
+        if conn is not None:
+            raise conn from None
         raise
     if version is None:
         return ds
@@ -264,8 +289,13 @@ class LanceWriter:
     ``add_episode({"pixels": (T,H,W,3) uint8, "action": (T,A), "variation.agent.color": (T,3), ...})``
     returns the new episode's id. ``with LanceWriter(...) as w:`` commits on a clean exit and commits nothing
     of the buffered episodes when the block raises. On an existing dataset, episode ids continue from its
-    largest one and every episode must match its schema.
+    largest one and every episode must match its schema. An image column may also be given as a 1-D object
+    array of JPEG bytes (encoding='jpeg'): stored unchanged. ``keep_float64`` keeps every float64 column at full
+    precision (default: only ``FLOAT64_COLUMNS``). Past ``max_buffer_bytes`` buffered, episodes are written as
+    data files that no version references until ``commit()`` adds them all in one atomic commit.
     """
+
+    accepts_encoded_jpeg = True
 
     def __init__(
         self,
@@ -278,6 +308,8 @@ class LanceWriter:
         control_hz: float | None = None,
         fov_keys: Iterable[str] = (),
         storage_options: Mapping[str, str] | None = None,
+        keep_float64: bool = False,
+        max_buffer_bytes: int = 512 << 20,
     ):
         if encoding not in ENCODINGS:
             raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
@@ -286,14 +318,17 @@ class LanceWriter:
         if isinstance(fov_keys, str):
             raise ValueError(f"fov_keys must be a list of dot keys, got the string {fov_keys!r}")
         self.path = os.fspath(path)
-        self.storage_options = dict(storage_options) if storage_options else None
+        self.storage_options = resolve_storage_options(self.path, storage_options)
         self.encoding = encoding
         self.jpeg_quality = int(jpeg_quality)
         self.env_id = env_id
         self.image_size = image_size
         self.control_hz = control_hz
         self.fov_keys = [str(k) for k in fov_keys]
+        self.keep_float64 = bool(keep_float64)
+        self.max_buffer_bytes = int(max_buffer_bytes)
         self._batches: list[pa.RecordBatch] = []
+        self._staged: list = []  # fragments written but not committed (a commit references them all at once)
         self._schema: pa.Schema | None = None  # fixed by the existing dataset or the first episode
         self._shapes: dict[str, tuple] = {}
         self.version: int | None = None
@@ -322,6 +357,16 @@ class LanceWriter:
 
     def _column(self, name: str, x: np.ndarray) -> tuple[pa.Array, tuple, bool]:
         """(arrow array, per-row shape, is_image) for one episode column of leading length T."""
+        if x.dtype == object and x.ndim == 1:  # frames already JPEG-encoded (bytes): stored as they are
+            if self.encoding != "jpeg":
+                raise ValueError(f"column {name!r}: JPEG-encoded frames need encoding='jpeg', not {self.encoding!r}")
+            try:
+                shapes = {tuple(_jpeg_shape(b)) for b in x}
+            except Exception as err:
+                raise ValueError(f"column {name!r}: object values that are not JPEG images: {err}") from None
+            if len(shapes) != 1:
+                raise ValueError(f"column {name!r}: JPEG frames of different shapes {sorted(shapes)}")
+            return pa.array([bytes(b) for b in x], type=pa.binary()), shapes.pop(), True
         if x.dtype == np.uint8 and x.ndim == 4:
             if self.encoding == "jpeg":
                 if x.shape[-1] not in (1, 3):
@@ -337,7 +382,7 @@ class LanceWriter:
             return arr, tuple(x.shape[1:]), True
         kind = x.dtype.kind
         if kind == "f":
-            keep64 = x.dtype == np.float64 and name in FLOAT64_COLUMNS
+            keep64 = x.dtype == np.float64 and (self.keep_float64 or name in FLOAT64_COLUMNS)
             x = x.astype(np.float64 if keep64 else np.float32, copy=False)
         elif kind not in "biu":
             raise ValueError(
@@ -415,7 +460,19 @@ class LanceWriter:
         batch = pa.RecordBatch.from_arrays([cols[n] for n in self._schema.names], schema=self._schema)
         self._batches.append(batch)
         self._next_episode += 1
+        if sum(b.nbytes for b in self._batches) > self.max_buffer_bytes:
+            self._stage()
         return ep_id
+
+    def _stage(self) -> None:
+        """Write the buffered episodes as data files that no version references yet (bounded memory)."""
+        if self._batches:
+            table = pa.Table.from_batches(self._batches, schema=self._schema)
+            self._staged += lance.fragment.write_fragments(
+                table, self.path, schema=self._schema, storage_options=self.storage_options, session=_session()
+            )
+            self._staged_episodes = getattr(self, "_staged_episodes", 0) + len(self._batches)
+            self._batches = []
 
     def _check_schema(self, schema: pa.Schema, shapes: dict[str, tuple]) -> None:
         have, want = set(schema.names), set(self._schema.names)
@@ -446,10 +503,19 @@ class LanceWriter:
     @property
     def num_buffered(self) -> int:
         """Episodes added since the last commit."""
-        return len(self._batches)
+        return len(self._batches) + getattr(self, "_staged_episodes", 0)
 
     def commit(self) -> int | None:
         """Append every buffered episode as one Lance version; returns the dataset version (None if empty)."""
+        if self._staged:  # part of the episodes are already written as data files: commit them all at once
+            self._stage()
+            op = (lance.LanceOperation.Append(self._staged) if self._exists
+                  else lance.LanceOperation.Overwrite(self._schema, self._staged))
+            ds = lance.LanceDataset.commit(self.path, op, read_version=self.version if self._exists else None,
+                                           storage_options=self.storage_options)
+            self._exists, self._staged, self._staged_episodes = True, [], 0
+            self.version = ds.version
+            return self.version
         if not self._batches:
             return self.version
         table = pa.Table.from_batches(self._batches, schema=self._schema)
@@ -467,9 +533,9 @@ class LanceWriter:
         return self.version
 
     def discard(self) -> None:
-        """Drop the buffered (uncommitted) episodes."""
-        self._next_episode -= len(self._batches)
-        self._batches = []
+        """Drop the buffered (uncommitted) episodes (staged data files stay unreferenced: no version sees them)."""
+        self._next_episode -= self.num_buffered
+        self._batches, self._staged, self._staged_episodes = [], [], 0
 
     def __enter__(self) -> LanceWriter:
         return self
@@ -583,7 +649,7 @@ class TrajectoryDataset:
 def open_dataset(path, storage_options: Mapping[str, str] | None = None, version=None) -> TrajectoryDataset:
     """Open a trajectory dataset (local path or ``s3://``) at the latest version, a version number or a tag."""
     path = os.fspath(path)
-    storage_options = dict(storage_options) if storage_options else None
+    storage_options = resolve_storage_options(path, storage_options)
     return TrajectoryDataset(_lance_open(path, version, storage_options), path, storage_options)
 
 
@@ -638,7 +704,7 @@ class WindowDataset(torch.utils.data.Dataset):
         if isinstance(columns, str):
             columns = (columns,)
         self.path = os.fspath(path)
-        self.storage_options = dict(storage_options) if storage_options else None
+        self.storage_options = resolve_storage_options(self.path, storage_options)
         self.num_steps, self.frameskip = int(num_steps), int(frameskip)
         self.split, self.val_fraction, self.seed = split, float(val_fraction), int(seed)
 

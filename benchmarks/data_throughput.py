@@ -1,0 +1,646 @@
+# Data-loading throughput, Lance vs HDF5 vs MP4 (the paper's data table): results in benchmarks/results/.
+# Run: python benchmarks/data_throughput.py --quick   (formats: swm_core/formats.py, Lance layer: swm_core/data.py)
+"""Records (or reuses) a Push-T dataset with World.collect, writes it in every format, then times training-window
+loading: random-order windows (num_steps 4, frameskip 5, batch 64; only the num_steps frames are decoded) and
+sequential order, from local disk (page cache dropped with posix_fadvise), local cached (second pass over the
+same windows, page cache warm) and S3 (a localbucket server on 127.0.0.1).
+
+Each format is compared within a codec class: raw (bit-exact frames: Lance raw, HDF5 uint8, MP4 lossless) and
+compressed (Lance JPEG, HDF5 JPEG bytes, MP4 H.264). Every comparator is tuned: HDF5 raw tries contiguous and
+per-frame chunks with no/lzf/gzip compression, MP4 tries several keyframe intervals; the best variant of each is
+reported (all variants are in the JSON). Action/proprio come from storage for Lance and HDF5; the MP4 format keeps
+them in a parquet table loaded at open (in memory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import tyro
+
+from swm_core import MixturePolicy, RandomPolicy, World, expert_policy, formats
+from swm_core.data import WindowDataset, open_dataset
+
+# Paper (GPU cluster, 224 px Push-T, samples/s; disk in bytes). Lance rows are its default JPEG layout; HDF5 stores
+# raw uint8 frames; MP4 is H.264.
+PAPER = {
+    ("lance", "compressed", "local"): 4815, ("lance", "compressed", "cached"): 4431,
+    ("lance", "compressed", "s3"): 3184,
+    ("hdf5", "raw", "local"): 1416, ("hdf5", "raw", "cached"): 1474, ("hdf5", "raw", "s3"): 9,
+    ("mp4", "compressed", "local"): 1331,
+}
+PAPER_DISK = {("lance", "compressed"): 13e9, ("hdf5", "raw"): 43e9, ("mp4", "compressed"): 0.5e9}
+SOURCES = ("local", "cached", "s3")
+COLUMNS = ("pixels", "action", "proprio")
+
+
+@dataclass
+class Args:
+    quick: bool = False
+    """small run for a 2-core CPU: 64 px, 32 episodes, short measurements (a few minutes)"""
+    episodes: int | None = None
+    """episodes to record (default: 32 with --quick, 200 otherwise)"""
+    image_size: int | None = None
+    """frame size in pixels (default: 64 with --quick, 224 otherwise)"""
+    max_episode_steps: int = 100
+    """steps per recorded episode"""
+    data_dir: str = "data/bench"
+    """where the recorded dataset and its conversions live (reused when present)"""
+    out_dir: str = "benchmarks/results"
+    """where the JSON and PNG go"""
+    batch_size: int = 64
+    """windows per batch"""
+    num_steps: int = 4
+    """frames per window"""
+    frameskip: int = 5
+    """env steps between frames (actions per frame)"""
+    batches: int | None = None
+    """batches per measurement at most (default: 12 with --quick, 40 otherwise)"""
+    max_seconds: float | None = None
+    """seconds per measurement at most, at least 2 batches (default: 2.5 with --quick, 20 otherwise)"""
+    s3: bool = True
+    """also measure S3 through a local localbucket server"""
+    rewrite: bool = False
+    """re-record and re-convert even when the files exist"""
+    seed: int = 0
+    """seed of the recording and of the random window order"""
+
+    def __post_init__(self):
+        self.episodes = self.episodes or (32 if self.quick else 200)
+        self.image_size = self.image_size or (64 if self.quick else 224)
+        self.batches = self.batches or (12 if self.quick else 40)
+        self.max_seconds = self.max_seconds or (2.5 if self.quick else 20.0)
+
+
+@dataclass
+class Variant:
+    """One dataset on disk: a format with one codec setting."""
+
+    format: str  # lance | hdf5 | mp4
+    cls: str  # raw | compressed
+    codec: str  # human-readable codec and settings
+    path: str
+    options: dict = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------- recording
+
+
+def record(args: Args, root: Path) -> Path:
+    """The raw (bit-exact frames) Lance dataset every other format is written from."""
+    path = root / f"pusht_{args.image_size}px_{args.episodes}ep_raw.lance"
+    if path.exists() and not args.rewrite:
+        try:
+            if open_dataset(path).num_episodes == args.episodes:
+                return path
+        except (FileNotFoundError, ValueError):
+            pass
+    shutil.rmtree(path, ignore_errors=True)
+    world = World("swm/PushT-v1", num_envs=2, image_size=args.image_size, max_episode_steps=args.max_episode_steps,
+                  seed=args.seed)
+    policy = MixturePolicy([expert_policy("swm/PushT-v1", seed=args.seed), RandomPolicy(seed=args.seed + 1)],
+                           [0.5, 0.5], seed=args.seed)
+    t0 = time.perf_counter()
+    world.collect(path, episodes=args.episodes, seed=args.seed, policy=policy, encoding="raw", progress=False)
+    print(f"recorded {args.episodes} Push-T episodes at {args.image_size} px in {time.perf_counter() - t0:.0f}s "
+          f"-> {path}")
+    return path
+
+
+def write_variants(args: Args, raw: Path, root: Path) -> list[Variant]:
+    stem = raw.name[: -len("_raw.lance")]
+    jpeg = root / f"{stem}_jpeg.lance"
+    variants = [Variant("lance", "raw", "raw uint8", str(raw)),
+                Variant("lance", "compressed", "JPEG q95", str(jpeg))]
+    for chunk, comp, level in ((0, None, None), (1, None, None), (1, "lzf", None), (1, "gzip", 1), (4, "lzf", None)):
+        layout = "contiguous" if chunk == 0 else f"chunks of {chunk} frame{'s' if chunk > 1 else ''}"
+        name = f"{stem}_raw_c{chunk}_{comp or 'none'}{level or ''}.h5"
+        variants.append(Variant("hdf5", "raw", f"uint8, {layout}, {comp or 'no'}{level or ''} compression",
+                                str(root / name), {"encoding": "raw", "chunk_rows": chunk, "compression": comp,
+                                                    "compression_level": level}))
+    variants.append(Variant("hdf5", "compressed", "JPEG q95 bytes (vlen)", str(root / f"{stem}_jpeg.h5"),
+                            {"encoding": "jpeg"}))
+    for gop in (1, 5, 10):
+        variants.append(Variant("mp4", "compressed", f"H.264 crf 18 yuv420p, GOP {gop}",
+                                str(root / f"{stem}_h264_g{gop}.mp4"),
+                                {"lossless": False, "crf": 18, "gop": gop, "pix_fmt": "yuv420p"}))
+    variants.append(Variant("mp4", "raw", "H.264 lossless RGB (qp 0), GOP 5", str(root / f"{stem}_lossless_g5.mp4"),
+                            {"lossless": True, "gop": 5}))
+    for v in variants:
+        if v.path == str(raw):
+            continue
+        if Path(v.path).exists() and not args.rewrite:
+            continue
+        shutil.rmtree(v.path, ignore_errors=True) if Path(v.path).is_dir() else Path(v.path).unlink(missing_ok=True)
+        src = jpeg if v.format == "hdf5" and v.cls == "compressed" else raw  # JPEG bytes copied from Lance JPEG
+        t0 = time.perf_counter()
+        if v.path == str(jpeg):
+            formats.convert(raw, jpeg, encoding="jpeg", jpeg_quality=95)
+        else:
+            formats.convert(src, v.path, **v.options)
+        print(f"  wrote {v.format:5s} {v.codec:45s} in {time.perf_counter() - t0:5.1f}s  {disk_bytes(v.path) / 1e6:8.1f} MB")
+    return variants
+
+
+def disk_bytes(path) -> int:
+    p = Path(path)
+    if p.is_file():
+        return p.stat().st_size
+    return sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+
+
+def evict(path) -> None:
+    """Drop a file's (or a folder's files') pages from the page cache, so the next read comes from disk."""
+    p = Path(path)
+    for f in [p] if p.is_file() else [f for f in p.rglob("*") if f.is_file()]:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+# ------------------------------------------------------------------------------------------------ loaders
+# Every loader maps window indices (into the shared window list) to a batch of torch tensors: pixels
+# (B, num_steps, H, W, 3) uint8, action (B, num_steps, frameskip*A) float32, proprio (B, num_steps, D) float32.
+
+
+def as_loader_batch(batch: dict) -> dict:
+    """Split a batch into samples and collate them again: the path every loader's batch takes in a DataLoader
+    (WindowDataset.__getitems__ returns samples), so all formats pay the same collate cost."""
+    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
+    n = len(next(iter(tensors.values())))
+    return torch.utils.data.default_collate([{k: t[i] for k, t in tensors.items()} for i in range(n)])
+
+
+class LanceLoader:
+    def __init__(self, path, args: Args, storage_options=None):
+        self.wd = WindowDataset(path, num_steps=args.num_steps, frameskip=args.frameskip, columns=COLUMNS,
+                                split="all", storage_options=storage_options)
+
+    def batch(self, idx):
+        return torch.utils.data.default_collate(self.wd.__getitems__(idx))  # what a DataLoader yields
+
+    def close(self):
+        pass
+
+
+class HDF5Loader:
+    """Reads only the rows a batch needs: the frame rows of pixels/proprio and each window's action rows (one
+    slice per window). Rows are read one by one from contiguous or finely chunked datasets and with one sorted
+    selection from coarsely chunked ones (h5py's point selections across many chunks are ~50x slower). On S3 the
+    byte ranges of the needed rows/chunks are fetched concurrently first (h5py reads one range at a time)."""
+
+    def __init__(self, path, args: Args, windows: np.ndarray, storage_options=None):
+        import h5py
+
+        self.s3 = formats.is_s3(path)
+        self.file_obj = formats.S3File(path, storage_options) if self.s3 else None
+        self.f = h5py.File(self.file_obj if self.s3 else path, "r")
+        self.windows, self.ns, self.fs = windows, args.num_steps, args.frameskip
+        self.pixels, self.action, self.proprio = self.f["pixels"], self.f["action"], self.f["proprio"]
+        self.jpeg = h5py.check_vlen_dtype(self.pixels.dtype) is not None
+        self.shape = tuple(self.pixels.attrs["shape"]) if self.jpeg else self.pixels.shape[1:]
+        self._vlen_refs: dict[int, np.ndarray] = {}  # chunk -> heap references (file metadata, kept)
+        self._heap_sizes: dict[int, int] = {}
+
+    @staticmethod
+    def _rows(dset, rows: np.ndarray):
+        if dset.chunks is not None and dset.chunks[0] >= 64:
+            return dset[rows]
+        if h5py_vlen(dset):
+            return [dset[r] for r in rows.tolist()]
+        return np.stack([dset[r] for r in rows.tolist()])
+
+    def _ranges(self, dset, rows) -> list[tuple[int, int]]:
+        """Byte ranges (offset, size) holding ``rows`` of ``dset`` in the file."""
+        rows = np.asarray(rows)
+        if h5py_vlen(dset):
+            return self._ranges_vlen(dset, rows)
+        if dset.chunks is None:  # contiguous: row r lives at offset + r * row_bytes
+            offset = dset.id.get_offset()
+            if offset is None:
+                return []
+            row_bytes = int(np.prod(dset.shape[1:])) * dset.dtype.itemsize
+            return [(offset + int(r) * row_bytes, row_bytes) for r in np.unique(rows)]
+        chunk = dset.chunks[0]
+        ranges = []
+        for c in np.unique(rows // chunk).tolist():
+            info = dset.id.get_chunk_info_by_coord((c * chunk,) + (0,) * (dset.ndim - 1))
+            if info.byte_offset is not None:
+                ranges.append((info.byte_offset, info.size))
+        return ranges
+
+    def _ranges_vlen(self, dset, rows):
+        """Variable-length rows live in global heap collections: read the rows' heap references from their
+        chunks (16 bytes each: length, collection address, index), then fetch the whole collections."""
+        chunk = dset.chunks[0]
+        addresses = set()
+        for c in np.unique(rows // chunk).tolist():
+            refs = self._vlen_refs.get(c)
+            if refs is None:
+                info = dset.id.get_chunk_info_by_coord((c * chunk,))
+                if info.byte_offset is None or info.filter_mask or info.size % 16:
+                    continue
+                _, raw = dset.id.read_direct_chunk((c * chunk,))
+                refs = self._vlen_refs[c] = np.frombuffer(raw, [("len", "<u4"), ("addr", "<u8"), ("idx", "<u4")])
+            addresses.update(refs["addr"][rows[(rows // chunk) == c] - c * chunk].tolist())
+        ranges = []
+        for a in addresses:
+            if a not in self._heap_sizes:  # collection header: "GCOL", version, 3 reserved, uint64 size
+                self.file_obj.seek(a)
+                self._heap_sizes[a] = int(np.frombuffer(self.file_obj.read(16)[8:16], "<u8")[0])
+            ranges.append((a, self._heap_sizes[a]))
+        return ranges
+
+    def batch(self, idx):
+        starts = self.windows[np.asarray(idx)]
+        frame_rows = starts[:, None] + np.arange(self.ns) * self.fs
+        uniq, inv = np.unique(frame_rows, return_inverse=True)
+        span = self.ns * self.fs
+        if self.s3:  # one concurrent fetch of everything the batch reads
+            action_rows = (starts[:, None] + np.arange(span)).reshape(-1)
+            self.file_obj.prefetch(self._ranges(self.pixels, uniq) + self._ranges(self.proprio, uniq)
+                                   + self._ranges(self.action, action_rows))
+        raw = self._rows(self.pixels, uniq)
+        pixels = formats._decode_jpegs(raw, self.shape) if self.jpeg else raw
+        proprio = self._rows(self.proprio, uniq)
+        action = np.stack([self.action[s : s + span] for s in starts.tolist()]).reshape(len(starts), self.ns, -1)
+        inv = inv.reshape(frame_rows.shape)
+        return as_loader_batch({"pixels": pixels[inv], "action": action.astype(np.float32),
+                                "proprio": proprio[inv].astype(np.float32)})
+
+    def close(self):
+        self.f.close()
+
+
+def h5py_vlen(dset) -> bool:
+    import h5py
+
+    return h5py.check_vlen_dtype(dset.dtype) is not None
+
+
+class MP4Loader:
+    """One VideoReader per episode (an LRU of open files); frames of a batch grouped by episode and read in order
+    (one seek per keyframe group). action/proprio from the parquet table, loaded at open."""
+
+    def __init__(self, path, args: Args, windows: np.ndarray, storage_options=None, max_open: int = 64):
+        import pyarrow.parquet as pq
+
+        self.path, self.so = str(path).rstrip("/"), storage_options
+        with formats._open_read(f"{self.path}/{formats.MP4_MANIFEST}", storage_options, whole=True) as fh:
+            self.manifest = json.loads(fh.read())
+        with formats._open_read(f"{self.path}/{formats.MP4_TABLE}", storage_options, whole=True) as fh:
+            table = pq.read_table(fh, columns=["action", "proprio"])
+        n = table.num_rows
+        self.action = table.column("action").combine_chunks().flatten().to_numpy().reshape(n, -1)
+        self.proprio = table.column("proprio").combine_chunks().flatten().to_numpy().reshape(n, -1)
+        lengths = np.asarray(self.manifest["lengths"])
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        self.windows, self.ns, self.fs = windows, args.num_steps, args.frameskip
+        self.readers: OrderedDict[int, formats.VideoReader] = OrderedDict()
+        self.max_open = max_open
+
+    def _reader(self, e: int) -> formats.VideoReader:
+        r = self.readers.get(e)
+        if r is None:
+            r = formats.VideoReader(f"{self.path}/videos/pixels/episode_{e:06d}.mp4", fps=self.manifest["fps"],
+                                    storage_options=self.so)
+            self.readers[e] = r
+            if len(self.readers) > self.max_open:
+                self.readers.popitem(last=False)[1].close()
+        else:
+            self.readers.move_to_end(e)
+        return r
+
+    def batch(self, idx):
+        starts = self.windows[np.asarray(idx)]
+        frame_rows = starts[:, None] + np.arange(self.ns) * self.fs
+        uniq, inv = np.unique(frame_rows, return_inverse=True)
+        episode = np.searchsorted(self.offsets, uniq, side="right") - 1
+        frames = np.empty((len(uniq), *self.manifest["shapes"]["pixels"]), np.uint8)
+        for e in np.unique(episode).tolist():
+            sel = np.flatnonzero(episode == e)
+            frames[sel] = self._reader(e).read(uniq[sel] - self.offsets[e])
+        span = self.ns * self.fs
+        action = np.stack([self.action[s : s + span] for s in starts.tolist()]).reshape(len(starts), self.ns, -1)
+        inv = inv.reshape(frame_rows.shape)
+        return as_loader_batch({"pixels": frames[inv], "action": action, "proprio": self.proprio[uniq][inv]})
+
+    def close(self):
+        for r in self.readers.values():
+            r.close()
+
+
+def make_loader(v: Variant, args: Args, windows, path=None, storage_options=None):
+    path = path or v.path
+    if v.format == "lance":
+        return LanceLoader(path, args, storage_options)
+    if v.format == "hdf5":
+        return HDF5Loader(path, args, windows, storage_options)
+    return MP4Loader(path, args, windows, storage_options)
+
+
+# ------------------------------------------------------------------------------------------------ measure
+
+
+def measure(loaders: dict, batches: np.ndarray, max_seconds: float) -> dict:
+    """Time the same batches on every loader, round-robin (batch b on each loader, then batch b + 1), so load
+    from other jobs sharing this CPU falls on all of them alike; stop after ``max_seconds`` per loader on average
+    (at least 2 batches). samples/s and ms/batch use the median batch time (the mean is kept too)."""
+    times = {k: [] for k in loaders}
+    t_start = time.perf_counter()
+    for i, b in enumerate(batches):
+        for k, loader in loaders.items():
+            t = time.perf_counter()
+            out = loader.batch(b.tolist())
+            times[k].append(time.perf_counter() - t)
+            assert out["pixels"].shape[0] == len(b)
+        if time.perf_counter() - t_start > max_seconds * len(loaders) and i >= 1:
+            break
+    result = {}
+    for k, ts in times.items():
+        med, mean = float(np.median(ts)), float(np.mean(ts))
+        result[k] = {"samples_per_s": batches.shape[1] / med, "ms_per_batch": 1000 * med,
+                     "samples_per_s_mean": batches.shape[1] / mean, "batches": len(ts)}
+    return result
+
+
+def psnr(loader, reference, idx) -> float:
+    a, b = loader.batch(idx)["pixels"].numpy().astype(np.float64), reference.batch(idx)["pixels"].numpy()
+    mse = np.mean((a - b) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255**2 / mse))
+
+
+class LocalS3:
+    """A localbucket server on a free 127.0.0.1 port serving ``root`` (objects are files under root/bucket)."""
+
+    def __init__(self, root: Path, bucket: str = "bench"):
+        self.root, self.bucket = root, bucket
+        (root / bucket).mkdir(parents=True, exist_ok=True)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        exe = shutil.which("localbucket") or str(Path(sys.executable).parent / "localbucket")
+        self.proc = subprocess.Popen([exe, "--host", "127.0.0.1", "--port", str(self.port), str(root)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            self.stop()
+            raise RuntimeError(f"localbucket did not start on port {self.port}")
+        self.storage_options = formats.s3_storage_options(f"http://127.0.0.1:{self.port}", "bench", "bench")
+
+    def put(self, local: str) -> tuple[str, Path]:
+        """Place a dataset in the bucket (copied as files, which is how localbucket stores objects)."""
+        name = Path(local).name
+        dst = self.root / self.bucket / name
+        if not dst.exists():
+            (shutil.copytree if Path(local).is_dir() else shutil.copy2)(local, dst)
+        return f"s3://{self.bucket}/{name}", dst
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class _SWMLoader:
+    def __init__(self, ds):
+        self.ds = ds
+
+    def batch(self, idx):
+        return torch.utils.data.default_collate([self.ds[i % len(self.ds)] for i in idx])
+
+    def close(self):
+        pass
+
+
+def stable_worldmodel_rows(args: Args, variants, windows, batches) -> list[dict]:
+    """The stable-worldmodel package's own HDF5 loader on our HDF5 files, when the package is importable."""
+    try:
+        from stable_worldmodel.data import HDF5Dataset
+    except Exception:
+        return []
+    rows = []
+    for v in variants:
+        if v.format != "hdf5" or v.cls != "raw":
+            continue
+        try:
+            ds = HDF5Dataset(Path(v.path).stem, frameskip=args.frameskip, num_steps=args.num_steps,
+                             keys_to_load=list(COLUMNS), cache_dir=str(Path(v.path).parent))
+            loader = _SWMLoader(ds)
+            for source in ("local", "cached"):
+                if source == "local":
+                    evict(v.path)
+                m = measure({0: loader}, batches["random"], args.max_seconds)[0]
+                rows.append({"format": "stable-worldmodel HDF5Dataset", "cls": "raw", "codec": v.codec,
+                             "source": source, "order": "random", **m, "bytes": disk_bytes(v.path)})
+        except Exception as err:  # an API drift in the external package must not break the benchmark
+            print(f"  stable_worldmodel loader skipped: {err}")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------- main
+
+
+def finite(x):
+    """JSON-safe copy: numpy scalars to Python, inf/nan (a lossless codec's PSNR) to None."""
+    if isinstance(x, dict):
+        return {k: finite(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [finite(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if np.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def fmt_rate(x) -> str:
+    return "-" if x is None else f"{x:,.0f}"
+
+
+def fmt_bytes(n) -> str:
+    return "-" if n is None else f"{n / 1e6:,.1f} MB" if n < 1e9 else f"{n / 1e9:,.2f} GB"
+
+
+if __name__ == "__main__":
+    args = tyro.cli(Args)
+    torch.set_num_threads(1)  # as in DataLoader workers; torch.stack's thread pool stalls on a busy CPU
+    command = "python benchmarks/data_throughput.py " + " ".join(sys.argv[1:])
+    root, out_dir = Path(args.data_dir), Path(args.out_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    t_all = time.perf_counter()
+
+    raw = record(args, root)
+    variants = write_variants(args, raw, root)
+    ref = WindowDataset(raw, num_steps=args.num_steps, frameskip=args.frameskip, columns=COLUMNS, split="all")
+    windows = ref.window_starts
+    rng = np.random.default_rng(args.seed)
+    n = min(args.batches, len(windows) // args.batch_size)
+    batches = {"random": rng.permutation(len(windows))[: n * args.batch_size].reshape(n, args.batch_size),
+               "sequential": np.arange(n * args.batch_size).reshape(n, args.batch_size)}
+    print(f"{len(windows)} windows (num_steps {args.num_steps}, frameskip {args.frameskip}), batch "
+          f"{args.batch_size}, up to {n} batches / {args.max_seconds}s per measurement; CPU: {os.cpu_count()} cores "
+          "(shared with other jobs: numbers are noisy)")
+
+    # 1. pick each comparator's best variant (random order, page cache warm)
+    reference = LanceLoader(raw, args)
+    loaders = {i: make_loader(v, args, windows) for i, v in enumerate(variants)}
+    measure(loaders, batches["random"][:1], 0)  # warm the page cache
+    selection = measure(loaders, batches["random"], args.max_seconds / 2)
+    for i, v in enumerate(variants):
+        v.options["selection"] = selection[i]
+        v.options["psnr_db"] = psnr(loaders[i], reference, batches["random"][0].tolist())
+        loaders[i].close()
+    best = {}
+    for v in variants:
+        key = (v.format, v.cls)
+        if key not in best or v.options["selection"]["samples_per_s"] > best[key].options["selection"]["samples_per_s"]:
+            best[key] = v
+    print("variants (random order, warm cache; the best of each format x class is measured below):")
+    for v in variants:
+        mark = "*" if best[(v.format, v.cls)] is v else " "
+        print(f"  {mark} {v.format:5s} {v.cls:10s} {v.codec:45s} {v.options['selection']['samples_per_s']:8,.0f} "
+              f"samples/s  PSNR {v.options['psnr_db']:5.1f} dB  {fmt_bytes(disk_bytes(v.path))}")
+
+    # 2. measure the best variants, all formats round-robin: local (page cache dropped), cached (second pass), S3
+    server = LocalS3(root / "s3root") if args.s3 else None
+    chosen = sorted(best.values(), key=lambda v: (v.cls, v.format))
+    results = []
+    try:
+        for source in SOURCES if args.s3 else SOURCES[:2]:
+            for order in ("random", "sequential"):
+                loaders = {}
+                for i, v in enumerate(chosen):
+                    path, so = v.path, None
+                    if source == "s3":
+                        path, server_copy = server.put(v.path)
+                        so = server.storage_options
+                        evict(server_copy)
+                    elif source == "local":
+                        evict(v.path)
+                    loaders[i] = make_loader(v, args, windows, path, so)
+                if source == "cached":
+                    measure(loaders, batches[order], args.max_seconds)  # the first pass warms the page cache
+                m = measure(loaders, batches[order], args.max_seconds)
+                for i, v in enumerate(chosen):
+                    loaders[i].close()
+                    results.append({"format": v.format, "cls": v.cls, "codec": v.codec, "source": source,
+                                    "order": order, **m[i], "bytes": disk_bytes(v.path),
+                                    "psnr_db": v.options["psnr_db"],
+                                    "paper": PAPER.get((v.format, v.cls, source)) if order == "random" else None})
+                print(f"  measured {source:6s} {order:10s}: " + ", ".join(
+                    f"{v.format} {v.cls} {m[i]['samples_per_s']:,.0f}" for i, v in enumerate(chosen)))
+        results += stable_worldmodel_rows(args, variants, windows, batches)
+    finally:
+        if server is not None:
+            server.stop()
+    results.sort(key=lambda r: (r["cls"], r["format"], SOURCES.index(r["source"]), r["order"]))
+
+    # 3. the table, the ratios
+    def rate(fmt, cls, source, order="random"):
+        for r in results:
+            if (r["format"], r["cls"], r["source"], r["order"]) == (fmt, cls, source, order):
+                return r["samples_per_s"]
+        return None
+
+    def fastest(cls, source):
+        cands = [(rate(f, cls, source), f) for f in ("lance", "hdf5", "mp4") if rate(f, cls, source)]
+        return max(cands)[1] if cands else None
+
+    print(f"\n## Data loading throughput ({args.image_size} px Push-T, {args.episodes} episodes; {command})\n")
+    print("| format | class | codec | source | random samples/s | ms/batch | sequential samples/s | on disk | "
+          "PSNR dB | fastest in class | paper samples/s |")
+    print("|---|---|---|---|---:|---:|---:|---:|---:|:---:|---:|")
+    for r in results:
+        if r["order"] != "random":
+            continue
+        seq = rate(r["format"], r["cls"], r["source"], "sequential")
+        win = "yes" if r["format"] == fastest(r["cls"], r["source"]) and not r["format"].startswith("stable") else ""
+        print(f"| {r['format']} | {r['cls']} | {r['codec']} | {r['source']} | {fmt_rate(r['samples_per_s'])} | "
+              f"{r['ms_per_batch']:.1f} | {fmt_rate(seq)} | {fmt_bytes(r['bytes'])} | {r.get('psnr_db', float('nan')):.1f} | "
+              f"{win} | {fmt_rate(r.get('paper'))} |")
+    print("\npaper on-disk sizes: " + ", ".join(f"{f} {c} {fmt_bytes(b)}" for (f, c), b in PAPER_DISK.items()))
+
+    def ratio(a, b):
+        return None if a is None or b is None or b == 0 else a / b
+
+    ratios = []
+    for cls in ("raw", "compressed"):
+        for source in SOURCES:
+            ratios.append((f"Lance / HDF5 ({cls}, {source})", ratio(rate("lance", cls, source), rate("hdf5", cls, source)),
+                           ratio(PAPER.get(("lance", "compressed", source)), PAPER.get(("hdf5", "raw", source)))))
+        for source in SOURCES:
+            ratios.append((f"Lance / MP4 ({cls}, {source})", ratio(rate("lance", cls, source), rate("mp4", cls, source)),
+                           ratio(PAPER[("lance", "compressed", "local")], PAPER[("mp4", "compressed", "local")])
+                           if source == "local" else None))
+    for fmt in ("lance", "hdf5", "mp4"):
+        for cls in ("raw", "compressed"):
+            paper = ratio(PAPER.get((fmt, cls, "s3")), PAPER.get((fmt, cls, "local")))
+            ratios.append((f"S3 / local ({fmt} {cls})", ratio(rate(fmt, cls, "s3"), rate(fmt, cls, "local")), paper))
+    for source in SOURCES:
+        ratios.append((f"paper-style: Lance JPEG / HDF5 raw ({source})",
+                       ratio(rate("lance", "compressed", source), rate("hdf5", "raw", source)),
+                       ratio(PAPER.get(("lance", "compressed", source)), PAPER.get(("hdf5", "raw", source)))))
+    print("\n| ratio (random order, samples/s) | ours | paper |\n|---|---:|---:|")
+    for name, ours, paper in ratios:
+        print(f"| {name} | {'-' if ours is None else f'{ours:.2f}x'} | {'-' if paper is None else f'{paper:.2f}x'} |")
+    winners = {f"{cls}/{source}": fastest(cls, source) for cls in ("raw", "compressed") for source in SOURCES}
+    print("\nfastest per class/source: " + ", ".join(f"{k}: {w}" for k, w in winners.items()))
+    elapsed = time.perf_counter() - t_all
+    print(f"\ntotal {elapsed:.0f}s; CPU {os.cpu_count()} cores shared with other jobs, so absolute numbers are noisy")
+
+    # 4. JSON and PNG
+    tag = f"data_throughput_{args.image_size}px"
+    report = {"command": command, "args": asdict(args), "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+              "note": "CPU shared with other jobs"}, "windows": int(len(windows)),
+              "variants": [asdict(v) | {"bytes": disk_bytes(v.path)} for v in variants],
+              "results": results, "ratios": [{"name": a, "ours": b, "paper": c} for a, b, c in ratios],
+              "winners": winners, "paper": {" ".join(k): v for k, v in PAPER.items()}, "seconds": elapsed}
+    (out_dir / f"{tag}.json").write_text(json.dumps(finite(report), indent=1))
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
+    colors = {"lance": "#2a7ab9", "hdf5": "#d9822b", "mp4": "#5a9e4b"}
+    for ax, cls in zip(axes, ("raw", "compressed")):
+        for j, fmt in enumerate(("lance", "hdf5", "mp4")):
+            vals = [rate(fmt, cls, s) or 0 for s in SOURCES]
+            ax.bar(np.arange(len(SOURCES)) + (j - 1) * 0.27, vals, 0.27, label=fmt, color=colors[fmt])
+        ax.set_xticks(np.arange(len(SOURCES)), SOURCES)
+        ax.set_yscale("log")
+        ax.set_title(f"{cls} frames")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_ylabel("samples/s (random windows, batch 64)")
+    axes[0].legend()
+    fig.suptitle(f"Push-T {args.image_size} px: training-window throughput (num_steps {args.num_steps}, "
+                 f"frameskip {args.frameskip})")
+    fig.tight_layout()
+    fig.savefig(out_dir / f"{tag}.png", dpi=120)
+    print(f"wrote {out_dir / f'{tag}.json'} and {out_dir / f'{tag}.png'}")

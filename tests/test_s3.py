@@ -1,0 +1,228 @@
+"""S3 through a real local S3-compatible server (localbucket): write, read, windows, convert, restart, errors."""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from swm_core import data as swm_data
+from swm_core import formats
+from swm_core.data import LanceWriter, WindowDataset, open_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCALBUCKET = shutil.which("localbucket") or str(Path(sys.executable).parent / "localbucket")
+BUCKET = "swm-test"
+
+pytestmark = [
+    pytest.mark.timeout(60),  # each test; a hung server must not stall the suite
+    pytest.mark.skipif(not os.path.exists(LOCALBUCKET), reason="localbucket (dev dependency) is not installed"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A localbucket process serving ``root`` on 127.0.0.1:``port``; restartable on the same port."""
+
+    def __init__(self, root: Path):
+        self.root, self.port, self.proc = root, free_port(), None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15.0) -> None:
+        self.proc = subprocess.Popen([LOCALBUCKET, "--host", "127.0.0.1", "--port", str(self.port), str(self.root)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"localbucket exited with code {self.proc.returncode} on port {self.port}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"localbucket did not listen on port {self.port} within {timeout}s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("s3root")
+    (root / BUCKET).mkdir()
+    srv = Server(root)
+    srv.start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def so(server):
+    if server.proc is None or server.proc.poll() is not None:
+        server.start()
+    return formats.s3_storage_options(server.endpoint, "test", "test", "us-east-1", max_retries=10, retry_timeout=20)
+
+
+def episodes(lengths=(26, 23, 30), size=16, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for T in lengths:
+        frames = rng.integers(0, 256, (T, size, size, 3), dtype=np.uint8)
+        action = rng.normal(size=(T, 2)).astype(np.float32)
+        action[-1] = np.nan
+        out.append({"pixels": frames, "action": action, "proprio": rng.normal(size=(T, 3)).astype(np.float32)})
+    return out
+
+
+def write(path, eps, storage_options=None):
+    with LanceWriter(path, env_id="swm/PushT-v1", encoding="raw", storage_options=storage_options) as w:
+        for ep in eps:
+            w.add_episode(ep)
+    return w.version
+
+
+def test_storage_options_from_flags_and_environment(monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://10.0.0.1:9000")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AK")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SK")
+    monkeypatch.setenv("AWS_REGION", "eu-west-3")
+    so = formats.s3_storage_options(max_retries=3, retry_timeout=7)
+    assert so == {"endpoint": "http://10.0.0.1:9000", "allow_http": "true", "aws_access_key_id": "AK",
+                  "aws_secret_access_key": "SK", "region": "eu-west-3", "client_max_retries": "3",
+                  "client_retry_timeout": "7"}
+    flags = formats.s3_storage_options("https://s3.example.com", "k2", "s2", "us-west-2")
+    assert flags["endpoint"] == "https://s3.example.com" and "allow_http" not in flags
+    assert flags["aws_access_key_id"] == "k2" and flags["region"] == "us-west-2"
+    assert formats.storage_options_for("data/local.lance") is None
+    with pytest.raises(ValueError, match="ftp://x"):
+        formats.s3_storage_options("ftp://x")
+
+
+def test_write_read_and_windows_through_s3(server, so, tmp_path):
+    eps = episodes()
+    local, remote = tmp_path / "l.lance", f"s3://{BUCKET}/exact.lance"
+    write(local, eps)
+    assert write(remote, eps, so) == 1
+    assert (server.root / BUCKET / "exact.lance" / "_versions").is_dir()  # really stored by the server
+    a, b = open_dataset(local), open_dataset(remote, storage_options=so)
+    assert b.episode_lengths.tolist() == [26, 23, 30]
+    np.testing.assert_array_equal(b.read_episode(2, ["pixels"])["pixels"], eps[2]["pixels"])
+    wl = WindowDataset(local, split="all")
+    wr = WindowDataset(remote, split="all", storage_options=so)
+    assert len(wl) == len(wr) > 0
+    idx = np.random.default_rng(0).permutation(len(wr))[:4].tolist()
+    batch = next(iter(torch.utils.data.DataLoader(wr, batch_size=4, sampler=idx)))
+    for j, i in enumerate(idx[:4]):
+        for c in ("pixels", "action", "proprio"):
+            torch.testing.assert_close(batch[c][j], wl[i][c], rtol=0, atol=0, equal_nan=True)
+    assert a.num_rows == b.num_rows
+
+
+def test_collect_to_s3(so):
+    from swm_core import RandomPolicy, World
+
+    world = World("swm/TwoRoom-v1", num_envs=2, image_size=16, max_episode_steps=6, seed=0)
+    path = f"s3://{BUCKET}/collected.lance"
+    world.collect(path, episodes=3, seed=0, policy=RandomPolicy(seed=0), storage_options=so, progress=False)
+    ds = open_dataset(path, storage_options=so)
+    assert ds.num_episodes == 3 and ds.metadata["env_id"] == "swm/TwoRoom-v1"
+    assert ds.read_rows([0], ["pixels"])["pixels"].shape == (1, 16, 16, 3)
+
+
+def test_convert_to_and_from_s3(so, tmp_path):
+    eps = episodes(seed=1)
+    local = tmp_path / "l.lance"
+    write(local, eps)
+    formats.convert(local, f"s3://{BUCKET}/conv.h5", dst_storage_options=so, compression="gzip")
+    out = formats.convert(f"s3://{BUCKET}/conv.h5", f"s3://{BUCKET}/conv.lance", storage_options=so, tag="v-h5")
+    assert out["version"] == 1
+    formats.convert(f"s3://{BUCKET}/conv.lance", tmp_path / "back.mp4", storage_options=so,
+                    dst_storage_options=None, version="v-h5")
+    formats.convert(tmp_path / "back.mp4", f"s3://{BUCKET}/conv.mp4", dst_storage_options=so)
+    formats.convert(f"s3://{BUCKET}/conv.mp4", tmp_path / "back.lance", storage_options=so, dst_storage_options=None)
+    a, b = open_dataset(local), open_dataset(tmp_path / "back.lance")
+    ra, rb = a.read_rows(np.arange(a.num_rows)), b.read_rows(np.arange(b.num_rows))
+    for c in a.columns:
+        np.testing.assert_array_equal(ra[c], rb[c], err_msg=c)  # raw -> HDF5 -> Lance -> lossless MP4: exact
+
+
+def test_server_restart_mid_epoch_is_retried(server, so, tmp_path):
+    eps = episodes(lengths=(40, 40, 40), seed=2)
+    local, remote = tmp_path / "l.lance", f"s3://{BUCKET}/restart.lance"
+    write(local, eps)
+    write(remote, eps, so)
+    wl = WindowDataset(local, split="all")
+    wr = WindowDataset(remote, split="all", storage_options=so)
+    order = np.random.default_rng(0).permutation(len(wr))[:48].reshape(6, 8)
+    first = wr.__getitems__(order[0].tolist())  # the Lance handle is open and has read data
+    no_retry = WindowDataset(remote, split="all", storage_options=dict(so, client_max_retries="0"))
+    no_retry.__getitems__(order[0].tolist())
+    server.stop()
+    with pytest.raises(Exception, match=f"127.0.0.1:{server.port}"):  # without retries the outage is fatal
+        no_retry.__getitems__(order[1].tolist())
+    restarter = threading.Timer(1.0, server.start)
+    restarter.start()
+    try:
+        batches = [first] + [wr.__getitems__(b.tolist()) for b in order[1:]]  # server down for ~1 s
+    finally:
+        restarter.join()
+    assert server.proc is not None and server.proc.poll() is None
+    for b, batch in zip(order, batches):
+        for i, sample in zip(b, batch):
+            expected = wl[int(i)]
+            for c in ("pixels", "action", "proprio"):
+                torch.testing.assert_close(sample[c], expected[c], rtol=0, atol=0, equal_nan=True)
+
+
+def test_unreachable_endpoint_names_it(tmp_path):
+    port = free_port()  # nothing listens there
+    so = formats.s3_storage_options(f"http://127.0.0.1:{port}", "a", "b", max_retries=1, retry_timeout=1)
+    expected = ConnectionError
+    with pytest.raises(expected, match=f"127.0.0.1:{port}"):
+        open_dataset(f"s3://{BUCKET}/x.lance", storage_options=so)
+    with pytest.raises(ConnectionError, match=f"S3 endpoint http://127.0.0.1:{port}"):
+        formats.convert(f"s3://{BUCKET}/x.lance", tmp_path / "x.h5", storage_options=so)
+    with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
+        formats.S3File(f"s3://{BUCKET}/x.h5", so, retries=1)
+    assert not (tmp_path / "x.h5").exists()
+
+
+def test_convert_script_with_aws_environment(server, so, tmp_path):
+    local = tmp_path / "l.lance"
+    write(local, episodes(lengths=(24, 22), seed=3))
+    env = dict(os.environ, AWS_ENDPOINT_URL=server.endpoint, AWS_ACCESS_KEY_ID="k", AWS_SECRET_ACCESS_KEY="s",
+               AWS_REGION="us-east-1")
+    r = subprocess.run([sys.executable, str(ROOT / "scripts" / "convert.py"), "--src", str(local), "--dst",
+                        f"s3://{BUCKET}/cli.lance", "--tag", "cli"], capture_output=True, text=True, cwd=ROOT,
+                       env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    ds = open_dataset(f"s3://{BUCKET}/cli.lance", storage_options=so, version="cli")
+    assert ds.episode_lengths.tolist() == [24, 22]
+
+
+def test_window_dataset_from_aws_environment(server, so, monkeypatch):
+    write(f"s3://{BUCKET}/env.lance", episodes(lengths=(25,), seed=4), so)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "k")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s")
+    wd = WindowDataset(f"s3://{BUCKET}/env.lance", split="all")  # no storage_options passed
+    assert len(wd) == 5 and wd[0]["pixels"].shape == (4, 16, 16, 3)

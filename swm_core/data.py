@@ -295,8 +295,6 @@ class LanceWriter:
     data files that no version references until ``commit()`` adds them all in one atomic commit.
     """
 
-    accepts_encoded_jpeg = True
-
     def __init__(
         self,
         path,

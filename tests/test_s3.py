@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 import torch
 
-from swm_core import data as swm_data
 from swm_core import formats
 from swm_core.data import LanceWriter, WindowDataset, open_dataset
 

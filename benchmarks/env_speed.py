@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import tyro
 
+import swm_core.data  # noqa: F401  (imported up front: its import is not collection time)
 from swm_core import RandomPolicy, World
 
 REFERENCE_OFFICIAL = {"swm/PushT-v1": 307.0, "swm/TwoRoom-v1": 323.0}

@@ -60,6 +60,16 @@ def column_name(key: str) -> str:
 # ---------------------------------------------------------------------------------------------------- JPEG
 
 
+def _encode_frames(frames: np.ndarray, quality: int) -> list[bytes]:
+    """JPEG bytes per frame; a frame equal to the one before it (a goal image held for an episode) reuses its
+    bytes instead of being encoded again."""
+    out: list[bytes] = []
+    for i, frame in enumerate(frames):
+        same = i > 0 and np.array_equal(frame, frames[i - 1])
+        out.append(out[-1] if same else _encode_jpeg(frame, quality))
+    return out
+
+
 def _encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     channels = image.shape[-1]
     if simplejpeg is not None:
@@ -372,7 +382,7 @@ class LanceWriter:
                         f"column {name!r}: JPEG needs 1 or 3 channels, got shape {x.shape[1:]}; "
                         "use encoding='raw'"
                     )
-                arr = pa.array([_encode_jpeg(f, self.jpeg_quality) for f in x], type=pa.binary())
+                arr = pa.array(_encode_frames(x, self.jpeg_quality), type=pa.binary())
             else:
                 size = int(np.prod(x.shape[1:]))
                 buf = pa.py_buffer(np.ascontiguousarray(x).reshape(-1))

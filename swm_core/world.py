@@ -77,8 +77,9 @@ class World:
         infos = self.infos
         for key in RECORDED:
             infos[key][i] = info[key]
-        for key, value in info["variation"].items():
-            infos["variation." + key][i] = value
+        if action is None:  # FoV values are held for the whole episode: written at reset only
+            for key, value in info["variation"].items():
+                infos["variation." + key][i] = value
         infos["success"][i] = info["success"]
         infos["reward"][i] = reward
         infos["terminated"][i] = terminated
@@ -332,6 +333,8 @@ class World:
         budget = max_episode_steps or self.max_episode_steps
         starts = [{"seed": seed + e, "options": options} for e in range(episodes)]
         buffers: list[dict[str, list]] = [dict() for _ in range(self.num_envs)]
+        held: list[dict[str, np.ndarray]] = [dict() for _ in range(self.num_envs)]
+        per_step = [*RECORDED, "action", "reward", "terminated", "truncated", "success", "step_idx"]
         writer = None
 
         def on_step(slot, e, action):
@@ -341,13 +344,13 @@ class World:
                                      control_hz=self.control_hz, storage_options=storage_options,
                                      fov_keys=[k[len("variation."):] for k in self.infos if k.startswith("variation.")])
             buf = buffers[slot]
-            if action is None:  # a fresh episode: record observation 0
+            if action is None:  # a fresh episode: record observation 0 and the FoV values held for it
                 buf.clear()
+                held[slot] = {k: v[slot].copy() for k, v in self.infos.items() if k.startswith("variation.")}
             else:  # the action taken after the previous observation
                 buf["action"][-1] = np.asarray(action, dtype=np.float32)
-            for key, value in self.infos.items():
-                if key != "active":
-                    buf.setdefault(key, []).append(value[slot].copy())
+            for key in per_step:
+                buf.setdefault(key, []).append(self.infos[key][slot].copy())
             buf["action"][-1] = np.full(self.action_space.shape, np.nan, dtype=np.float32)
 
         done = 0
@@ -355,6 +358,8 @@ class World:
         def on_end(slot, e):
             nonlocal done
             episode = {k: np.stack(v) for k, v in buffers[slot].items()}
+            length = len(episode["action"])
+            episode.update({k: np.repeat(v[None], length, axis=0) for k, v in held[slot].items()})
             writer.add_episode(episode)
             done += 1
             if done % commit_every == 0:

@@ -122,5 +122,5 @@ class SWMEnv(gym.Env):
             "goal_proprio": self._proprio_of(self.goal_state),
             "sim_state": self.get_sim_state(),
             "success": bool(self._success()),
-            "variation": {k: v.copy() for k, v in self.variation.items()},
+            "variation": dict(self.variation),
         }

@@ -340,12 +340,9 @@ class PLDM(nn.Module):
                 f"bad encoder sizes: image_size {image_size}, impala_channels {impala_channels}, "
                 f"res_blocks {res_blocks}, latent_dim {latent_dim} (latent_dim must be >= 2)"
             )
-        self.action_dim, self.action_block, self.image_size = (
-            int(action_dim),
-            int(action_block),
-            int(image_size),
-        )
-        self.latent_dim, self.cost_sum_steps = int(latent_dim), bool(cost_sum_steps)
+        self.action_dim, self.action_block = int(action_dim), int(action_block)
+        self.image_size, self.latent_dim = int(image_size), int(latent_dim)
+        self.cost_sum_steps = bool(cost_sum_steps)
         block_dim = self.action_block * self.action_dim
         self.encoder = ImpalaEncoder(image_size, list(impala_channels), res_blocks, latent_dim)
         self.norm = nn.LayerNorm(latent_dim)  # final LayerNorm of the encoder, tied to the predictor's output

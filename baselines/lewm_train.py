@@ -285,6 +285,8 @@ class LeWM(nn.Module):
     methods are raw env actions; they are normalised with the statistics from `set_stats`.
     """
 
+    default_solver = "cem"
+
     def __init__(
         self,
         action_dim: int,

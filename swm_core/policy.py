@@ -155,7 +155,9 @@ class MPCPolicy(BasePolicy):
             low, high = action_space.low.reshape(-1), action_space.high.reshape(-1)
         else:
             raise ValueError(f"MPCPolicy supports Box and Discrete action spaces, got {action_space}")
-        if hasattr(self.solver, "check_action_space"):
+        # a discrete solver may also plan over a grid of a Box (its table's rows are valid continuous actions)
+        gridded_box = isinstance(action_space, gym.spaces.Box) and getattr(self.solver, "action_table", None) is not None
+        if hasattr(self.solver, "check_action_space") and not gridded_box:
             self.solver.check_action_space(action_space)
         a = len(low)
         model_a = getattr(self.model, "action_dim", a)

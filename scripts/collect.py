@@ -46,9 +46,10 @@ class Args:
 def make_policy(args: Args):
     if args.policy == "random":
         return RandomPolicy(seed=args.seed)
-    kwargs = {"noise": args.expert_noise}
     if "TwoRoom" in args.env_id:
-        kwargs["keep_moving"] = True
+        kwargs = {"noise": args.expert_noise, "keep_moving": True}
+    else:
+        kwargs = {"noise_std": args.expert_noise}
     expert = expert_policy(args.env_id, seed=args.seed, **kwargs)
     if args.policy == "expert":
         return expert

@@ -808,11 +808,10 @@ if __name__ == "__main__":
     train_set = WindowDataset(args.dataset, split="train", **window)
     val_set = WindowDataset(args.dataset, split="val", **window)
     # Lance is not fork-safe once the parent has used it (workers crash or hang), so workers are spawned.
-    train_loader = torch.utils.data.DataLoader(
-        train_set, batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.num_workers,
+    train_loader = train_set.loader(  # whole batches (WindowDataset.batch), seeded shuffling
+        batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.num_workers, seed=args.seed,
         persistent_workers=args.num_workers > 0, pin_memory=device.type == "cuda",
         multiprocessing_context="spawn" if args.num_workers > 0 else None,
-        generator=torch.Generator().manual_seed(args.seed),
     )  # fmt: skip
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size)  # a few batches, in-process
     if len(train_loader) == 0:

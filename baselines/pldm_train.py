@@ -603,9 +603,7 @@ if __name__ == "__main__":
         persistent_workers=args.num_workers > 0, drop_last=True,
         multiprocessing_context="spawn" if args.num_workers > 0 else None,
     )  # fmt: skip
-    train_loader = torch.utils.data.DataLoader(
-        train_set, shuffle=True, generator=torch.Generator().manual_seed(args.seed), **loader_kw
-    )
+    train_loader = train_set.loader(shuffle=True, seed=args.seed, **loader_kw)  # whole batches, seeded
     # validation batches: the same seeded random windows every pass (the batch statistics of VICReg need
     # windows from many episodes, which consecutive windows are not)
     val_generator = torch.Generator()

@@ -8,8 +8,13 @@ same windows, page cache warm) and S3 (a localbucket server on 127.0.0.1).
 Each format is compared within a codec class: raw (bit-exact frames: Lance raw, HDF5 uint8, MP4 lossless) and
 compressed (Lance JPEG, HDF5 JPEG bytes, MP4 H.264). Every comparator is tuned: HDF5 raw tries contiguous and
 per-frame chunks with no/lzf/gzip compression, MP4 tries several keyframe intervals; the best variant of each is
-reported (all variants are in the JSON). Action/proprio come from storage for Lance and HDF5; the MP4 format keeps
-them in a parquet table loaded at open (in memory).
+reported (all variants are in the JSON). Action/proprio: our Lance loader (WindowDataset.batch) holds them in memory
+(one scan at open), the HDF5 loader reads them from storage, the MP4 format keeps them in a parquet table loaded at
+open. Every loader returns whole batches (no per-sample split and re-collate).
+
+With the `peers` extra installed (stable-worldmodel, hdf5plugin), the package's own LanceDataset and HDF5Dataset are
+timed round-robin with ours on the same files (and on a Lance file its own LanceWriter wrote), as its DataLoader
+calls them (__getitems__ / __getitem__, then default_collate); the ratios ours/theirs are printed.
 """
 
 from __future__ import annotations
@@ -177,12 +182,10 @@ def evict(path) -> None:
 # (B, num_steps, H, W, 3) uint8, action (B, num_steps, frameskip*A) float32, proprio (B, num_steps, D) float32.
 
 
-def as_loader_batch(batch: dict) -> dict:
-    """Split a batch into samples and collate them again: the path every loader's batch takes in a DataLoader
-    (WindowDataset.__getitems__ returns samples), so all formats pay the same collate cost."""
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
-    n = len(next(iter(tensors.values())))
-    return torch.utils.data.default_collate([{k: t[i] for k, t in tensors.items()} for i in range(n)])
+def as_batch(batch: dict) -> dict:
+    """numpy arrays -> the tensors a DataLoader yields. Every loader here reads whole batches (WindowDataset.loader()
+    yields WindowDataset.batch()), so none pays a per-sample split and re-collate."""
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in batch.items()}
 
 
 class LanceLoader:
@@ -191,7 +194,7 @@ class LanceLoader:
                                 split="all", storage_options=storage_options)
 
     def batch(self, idx):
-        return torch.utils.data.default_collate(self.wd.__getitems__(idx))  # what a DataLoader yields
+        return self.wd.batch(idx)  # what WindowDataset.loader() yields
 
     def close(self):
         pass
@@ -203,12 +206,13 @@ class HDF5Loader:
     selection from coarsely chunked ones (h5py's point selections across many chunks are ~50x slower). On S3 the
     byte ranges of the needed rows/chunks are fetched concurrently first (h5py reads one range at a time)."""
 
-    def __init__(self, path, args: Args, windows: np.ndarray, storage_options=None):
+    def __init__(self, path, args: Args, windows: np.ndarray, storage_options=None, swmr: bool = False):
         import h5py
 
         self.s3 = formats.is_s3(path)
         self.file_obj = formats.S3File(path, storage_options) if self.s3 else None
-        self.f = h5py.File(self.file_obj if self.s3 else path, "r")
+        # swmr: HDF5 will not open one file with two SWMR flags, and stable-worldmodel's reader opens it with SWMR
+        self.f = h5py.File(self.file_obj if self.s3 else path, "r", swmr=swmr and not self.s3)
         self.windows, self.ns, self.fs = windows, args.num_steps, args.frameskip
         self.pixels, self.action, self.proprio = self.f["pixels"], self.f["action"], self.f["proprio"]
         self.jpeg = h5py.check_vlen_dtype(self.pixels.dtype) is not None
@@ -279,7 +283,7 @@ class HDF5Loader:
         proprio = self._rows(self.proprio, uniq)
         action = np.stack([self.action[s : s + span] for s in starts.tolist()]).reshape(len(starts), self.ns, -1)
         inv = inv.reshape(frame_rows.shape)
-        return as_loader_batch({"pixels": pixels[inv], "action": action.astype(np.float32),
+        return as_batch({"pixels": pixels[inv], "action": action.astype(np.float32),
                                 "proprio": proprio[inv].astype(np.float32)})
 
     def close(self):
@@ -337,7 +341,7 @@ class MP4Loader:
         span = self.ns * self.fs
         action = np.stack([self.action[s : s + span] for s in starts.tolist()]).reshape(len(starts), self.ns, -1)
         inv = inv.reshape(frame_rows.shape)
-        return as_loader_batch({"pixels": frames[inv], "action": action, "proprio": self.proprio[uniq][inv]})
+        return as_batch({"pixels": frames[inv], "action": action, "proprio": self.proprio[uniq][inv]})
 
     def close(self):
         for r in self.readers.values():
@@ -425,40 +429,106 @@ class LocalS3:
                 self.proc.wait()
 
 
-class _SWMLoader:
-    def __init__(self, ds):
+class PeerLoader:
+    """The stable-worldmodel package's own reader as its DataLoader uses it: ``__getitems__`` (LanceDataset) or
+    ``__getitem__`` per window (HDF5Dataset), then default_collate. Our window indices are mapped to its clips
+    (it lists every window of ``span`` rows; ours are those whose actions are all real, a subset)."""
+
+    def __init__(self, ds, windows: np.ndarray):
         self.ds = ds
+        clip = {int(ds.offsets[e]) + int(t): i for i, (e, t) in enumerate(ds.clip_indices)}
+        self.index = np.array([clip[int(w)] for w in windows], dtype=np.int64)
+        self.many = hasattr(ds, "__getitems__")
 
     def batch(self, idx):
-        return torch.utils.data.default_collate([self.ds[i % len(self.ds)] for i in idx])
+        clips = self.index[np.asarray(idx)].tolist()
+        samples = self.ds.__getitems__(clips) if self.many else [self.ds[i] for i in clips]
+        return torch.utils.data.default_collate(samples)
 
     def close(self):
         pass
 
 
-def stable_worldmodel_rows(args: Args, variants, windows, batches) -> list[dict]:
-    """The stable-worldmodel package's own HDF5 loader on our HDF5 files, when the package is importable."""
+def write_with_peer(raw: Path, root: Path, args: Args) -> Path | None:
+    """The same episodes written by the stable-worldmodel package's own LanceWriter (its layout: PIL JPEG q95,
+    every numeric column float32), for a comparison on the files that package writes."""
+    from stable_worldmodel.data import LanceWriter as PeerLanceWriter
+
+    path = root / raw.name.replace("_raw.lance", "_swmpkg.lance")
+    if path.exists() and not args.rewrite:
+        return path
+    shutil.rmtree(path, ignore_errors=True)
+    source = formats.open_source(raw)
+    episodes = ({k: list(v) for k, v in ep.items() if k not in ("episode_idx", "step_idx")}  # it takes lists
+                for ep in source.episodes())
+    t0 = time.perf_counter()
+    with PeerLanceWriter(path, jpeg_quality=95, mode="overwrite") as w:
+        w.write_episodes(episodes)
+    print(f"  wrote lance (stable-worldmodel's LanceWriter, JPEG q95) in {time.perf_counter() - t0:5.1f}s  "
+          f"{disk_bytes(path) / 1e6:8.1f} MB")
+    return path
+
+
+def peer_rows(args: Args, raw: Path, root: Path, variants, best, windows, batches) -> tuple[list[dict], list[str]]:
+    """The stable-worldmodel package's own Lance and HDF5 loaders, measured round-robin with ours on the same files,
+    settings and process (random order, local with the page cache dropped, then cached), when it is installed."""
     try:
-        from stable_worldmodel.data import HDF5Dataset
-    except Exception:
-        return []
-    rows = []
-    for v in variants:
-        if v.format != "hdf5" or v.cls != "raw":
-            continue
-        try:
-            ds = HDF5Dataset(Path(v.path).stem, frameskip=args.frameskip, num_steps=args.num_steps,
-                             keys_to_load=list(COLUMNS), cache_dir=str(Path(v.path).parent))
-            loader = _SWMLoader(ds)
-            for source in ("local", "cached"):
-                if source == "local":
-                    evict(v.path)
-                m = measure({0: loader}, batches["random"], args.max_seconds)[0]
-                rows.append({"format": "stable-worldmodel HDF5Dataset", "cls": "raw", "codec": v.codec,
-                             "source": source, "order": "random", **m, "bytes": disk_bytes(v.path)})
-        except Exception as err:  # an API drift in the external package must not break the benchmark
-            print(f"  stable_worldmodel loader skipped: {err}")
-    return rows
+        from stable_worldmodel.data import HDF5Dataset, LanceDataset
+    except Exception as err:  # the optional `peers` extra (stable-worldmodel, hdf5plugin) is not installed
+        print(f"  stable-worldmodel loaders not measured: {err}")
+        return [], []
+    import warnings
+
+    warnings.filterwarnings("ignore", message="The given buffer is not writable")
+    ours_jpeg = best[("lance", "compressed")]
+    peer_file = write_with_peer(raw, root, args)
+    window = dict(frameskip=args.frameskip, num_steps=args.num_steps, keys_to_load=list(COLUMNS))
+    h5 = [v for v in variants if v.format == "hdf5" and v.cls == "raw"]
+    specs = {  # name -> (row label, class, codec, path, loader factory)
+        "ours_lance": ("lance (ours)", "compressed", ours_jpeg.codec, ours_jpeg.path,
+                       lambda: LanceLoader(ours_jpeg.path, args)),
+        "peer_lance": ("stable-worldmodel LanceDataset", "compressed", ours_jpeg.codec, ours_jpeg.path,
+                       lambda: PeerLoader(LanceDataset(ours_jpeg.path, **window), windows)),
+        "ours_lance_pf": ("lance (ours), its files", "compressed", "JPEG q95 (PIL, its LanceWriter)", str(peer_file),
+                          lambda: LanceLoader(peer_file, args)),
+        "peer_lance_pf": ("stable-worldmodel LanceDataset, its files", "compressed",
+                          "JPEG q95 (PIL, its LanceWriter)", str(peer_file),
+                          lambda: PeerLoader(LanceDataset(peer_file, **window), windows)),
+        "ours_hdf5": ("hdf5 (ours)", "raw", best[("hdf5", "raw")].codec, best[("hdf5", "raw")].path,
+                      lambda: HDF5Loader(best[("hdf5", "raw")].path, args, windows, swmr=True)),
+    }
+    for i, v in enumerate(h5):  # its HDF5 reader on every raw variant; the best one is reported
+        specs[f"peer_hdf5_{i}"] = ("stable-worldmodel HDF5Dataset", "raw", v.codec, v.path,
+                                   lambda v=v: PeerLoader(HDF5Dataset(path=v.path, **window), windows))
+    rows, notes = [], []
+    for source in ("local", "cached"):
+        for spec in specs.values():
+            if source == "local":
+                evict(spec[3])
+        loaders = {k: spec[4]() for k, spec in specs.items()}
+        if source == "cached":
+            measure(loaders, batches["random"], args.max_seconds / 2)
+        else:  # same frames and actions from every reader (pixels channel-first in stable-worldmodel's)
+            b = batches["random"][0][:8].tolist()
+            ref = loaders["ours_lance"].batch(b)
+            for k in ("peer_lance", "peer_lance_pf", "ours_lance_pf"):
+                got = loaders[k].batch(b)
+                px = got["pixels"] if k.startswith("ours") else got["pixels"].permute(0, 1, 3, 4, 2)
+                err = (px.float() - ref["pixels"].float()).abs().mean().item()
+                same = torch.equal(got["action"], ref["action"]) and torch.equal(got["proprio"], ref["proprio"])
+                notes.append(f"{k} vs ours on {source}: action/proprio identical {same}, pixel mean abs diff {err:.2f}")
+        m = measure(loaders, batches["random"], args.max_seconds)
+        peer_h5 = max((k for k in m if k.startswith("peer_hdf5")), key=lambda k: m[k]["samples_per_s"])
+        for k, spec in specs.items():
+            if k.startswith("peer_hdf5") and k != peer_h5:
+                continue
+            rows.append({"format": spec[0], "cls": spec[1], "codec": spec[2], "source": source, "order": "random",
+                         **m[k], "bytes": disk_bytes(spec[3])})
+        for loader in loaders.values():
+            loader.close()
+        print(f"  measured peers {source}: " + ", ".join(f"{r['format']} {r['samples_per_s']:,.0f}"
+                                                        for r in rows if r["source"] == source))
+    return rows, notes
 
 
 # --------------------------------------------------------------------------------------------------- main
@@ -554,11 +624,11 @@ if __name__ == "__main__":
                                     "paper": PAPER.get((v.format, v.cls, source)) if order == "random" else None})
                 print(f"  measured {source:6s} {order:10s}: " + ", ".join(
                     f"{v.format} {v.cls} {m[i]['samples_per_s']:,.0f}" for i, v in enumerate(chosen)))
-        results += stable_worldmodel_rows(args, variants, windows, batches)
     finally:
         if server is not None:
             server.stop()
     results.sort(key=lambda r: (r["cls"], r["format"], SOURCES.index(r["source"]), r["order"]))
+    peers, peer_notes = peer_rows(args, raw, root, variants, best, windows, batches)
 
     # 3. the table, the ratios
     def rate(fmt, cls, source, order="random"):
@@ -609,6 +679,37 @@ if __name__ == "__main__":
     for name, ours, paper in ratios:
         print(f"| {name} | {'-' if ours is None else f'{ours:.2f}x'} | {'-' if paper is None else f'{paper:.2f}x'} |")
     winners = {f"{cls}/{source}": fastest(cls, source) for cls in ("raw", "compressed") for source in SOURCES}
+
+    # the stable-worldmodel package's own loaders, same files, settings and process, measured round-robin with ours
+    peer_ratios = []
+    if peers:
+        print("\n## Our loaders vs the stable-worldmodel package's (random order, batch "
+              f"{args.batch_size}, one process)\n")
+        print("| loader | class | codec | source | samples/s | ms/batch | on disk |\n|---|---|---|---|---:|---:|---:|")
+        for r in peers:
+            print(f"| {r['format']} | {r['cls']} | {r['codec']} | {r['source']} | {fmt_rate(r['samples_per_s'])} | "
+                  f"{r['ms_per_batch']:.1f} | {fmt_bytes(r['bytes'])} |")
+
+        def peer_rate(name, source):
+            return next((r["samples_per_s"] for r in peers if (r["format"], r["source"]) == (name, source)), None)
+
+        for source in ("local", "cached"):
+            ours_l, ours_h = peer_rate("lance (ours)", source), peer_rate("hdf5 (ours)", source)
+            peer_ratios += [
+                (f"our Lance / its Lance, same JPEG Lance files ({source}; target >= 8x)",
+                 ratio(ours_l, peer_rate("stable-worldmodel LanceDataset", source))),
+                (f"our Lance / its Lance, on the files its LanceWriter wrote ({source}; target >= 8x)",
+                 ratio(peer_rate("lance (ours), its files", source),
+                       peer_rate("stable-worldmodel LanceDataset, its files", source))),
+                (f"our Lance JPEG / its HDF5 raw ({source})", ratio(ours_l, peer_rate("stable-worldmodel HDF5Dataset",
+                                                                                       source))),
+                (f"our HDF5 raw / its HDF5 raw ({source})", ratio(ours_h, peer_rate("stable-worldmodel HDF5Dataset",
+                                                                                     source))),
+            ]
+        print("\n| ratio ours / theirs | samples/s |\n|---|---:|")
+        for name, x in peer_ratios:
+            print(f"| {name} | {'-' if x is None else f'{x:.2f}x'} |")
+        print("\n" + "\n".join(peer_notes))
     print("\nfastest per class/source: " + ", ".join(f"{k}: {w}" for k, w in winners.items()))
     elapsed = time.perf_counter() - t_all
     print(f"\ntotal {elapsed:.0f}s; CPU {os.cpu_count()} cores shared with other jobs, so absolute numbers are noisy")
@@ -619,6 +720,8 @@ if __name__ == "__main__":
               "note": "CPU shared with other jobs"}, "windows": int(len(windows)),
               "variants": [asdict(v) | {"bytes": disk_bytes(v.path)} for v in variants],
               "results": results, "ratios": [{"name": a, "ours": b, "paper": c} for a, b, c in ratios],
+              "peers": peers, "peer_ratios": [{"name": a, "ours_over_theirs": b} for a, b in peer_ratios],
+              "peer_checks": peer_notes,
               "winners": winners, "paper": {" ".join(k): v for k, v in PAPER.items()}, "seconds": elapsed}
     (out_dir / f"{tag}.json").write_text(json.dumps(finite(report), indent=1))
 

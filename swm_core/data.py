@@ -13,8 +13,10 @@ column ``fixed_size_list<float32>``) are read too: binary columns are taken to b
 - ``LanceWriter``: buffer episodes, ``commit()`` appends them as one atomic Lance version.
 - ``open_dataset`` -> ``TrajectoryDataset``: episode index (from ``episode_idx`` only) and ``read_rows``.
 - ``WindowDataset``: a torch Dataset of ``num_steps`` frames ``frameskip`` rows apart, with the ``frameskip``
-  actions after each frame concatenated; split by episode; sorted ``take``s per batch (``__getitems__``), only
-  the frames used are decoded. ``WindowDataset.loader()`` builds a seeded DataLoader whose workers start with
+  actions after each frame concatenated; split by episode. ``batch(indices)`` reads a whole batch: the small
+  non-image columns come from memory (one scan per process, under ``in_memory_bytes``), the images from one
+  sorted ``take`` of the frame rows, each used frame decoded once straight into the batch tensor.
+  ``WindowDataset.loader()`` builds a seeded DataLoader of whole batches whose workers start with
   "forkserver": Lance is not fork-safe, and a forked worker of a process that used Lance refuses to read.
 """
 
@@ -197,8 +199,12 @@ def resolve_storage_options(path, storage_options=None) -> dict | None:
 
 def _connection_error(path, storage_options, err: Exception) -> ConnectionError | None:
     text = str(err).lower()
-    if str(path).startswith("s3://") and ("error sending request" in text or "connection refused" in text
-                                          or "dns error" in text or "tcp connect" in text):
+    if str(path).startswith("s3://") and (
+        "error sending request" in text
+        or "connection refused" in text
+        or "dns error" in text
+        or "tcp connect" in text
+    ):
         endpoint = (storage_options or {}).get("endpoint") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
         return ConnectionError(f"cannot reach the S3 endpoint {endpoint} for {path}: {err}")
     return None
@@ -367,7 +373,9 @@ class LanceWriter:
         """(arrow array, per-row shape, is_image) for one episode column of leading length T."""
         if x.dtype == object and x.ndim == 1:  # frames already JPEG-encoded (bytes): stored as they are
             if self.encoding != "jpeg":
-                raise ValueError(f"column {name!r}: JPEG-encoded frames need encoding='jpeg', not {self.encoding!r}")
+                raise ValueError(
+                    f"column {name!r}: JPEG-encoded frames need encoding='jpeg', not {self.encoding!r}"
+                )
             try:
                 shapes = {tuple(_jpeg_shape(b)) for b in x}
             except Exception as err:
@@ -477,7 +485,11 @@ class LanceWriter:
         if self._batches:
             table = pa.Table.from_batches(self._batches, schema=self._schema)
             self._staged += lance.fragment.write_fragments(
-                table, self.path, schema=self._schema, storage_options=self.storage_options, session=_session()
+                table,
+                self.path,
+                schema=self._schema,
+                storage_options=self.storage_options,
+                session=_session(),
             )
             self._staged_episodes = getattr(self, "_staged_episodes", 0) + len(self._batches)
             self._batches = []
@@ -517,10 +529,17 @@ class LanceWriter:
         """Append every buffered episode as one Lance version; returns the dataset version (None if empty)."""
         if self._staged:  # part of the episodes are already written as data files: commit them all at once
             self._stage()
-            op = (lance.LanceOperation.Append(self._staged) if self._exists
-                  else lance.LanceOperation.Overwrite(self._schema, self._staged))
-            ds = lance.LanceDataset.commit(self.path, op, read_version=self.version if self._exists else None,
-                                           storage_options=self.storage_options)
+            op = (
+                lance.LanceOperation.Append(self._staged)
+                if self._exists
+                else lance.LanceOperation.Overwrite(self._schema, self._staged)
+            )
+            ds = lance.LanceDataset.commit(
+                self.path,
+                op,
+                read_version=self.version if self._exists else None,
+                storage_options=self.storage_options,
+            )
             self._exists, self._staged, self._staged_episodes = True, [], 0
             self.version = ds.version
             return self.version
@@ -689,6 +708,12 @@ class WindowDataset(torch.utils.data.Dataset):
     frameskip actions after each frame, concatenated), other column: (num_steps, ...)}. A window starting at
     step t is valid when all its actions are real: t + num_steps * frameskip <= L - 1, so an episode of length
     L gives max(0, L - num_steps * frameskip) windows. Only the num_steps frame rows are decoded.
+
+    ``batch(indices)`` (also ``ds[list_of_indices]``) returns a whole batch as one dict of tensors
+    (B, num_steps, ...); ``loader()`` yields these batches directly (no per-sample split and re-collate).
+    The non-image columns (action, proprio, ...) are held in memory when they fit in ``in_memory_bytes``
+    together (read by one scan, in each process on its first batch, never pickled), so a batch is one sorted
+    ``take`` of the image rows it uses; columns past the budget are read by the take too.
     Each process opens its own Lance handle (it is never pickled). Lance is not fork-safe: DataLoader workers
     must start with "forkserver" or "spawn" (``loader()`` does); a plain fork raises a clear RuntimeError.
     """
@@ -704,11 +729,14 @@ class WindowDataset(torch.utils.data.Dataset):
         seed: int = 0,
         storage_options: Mapping[str, str] | None = None,
         version=None,
+        in_memory_bytes: int = 256 << 20,
     ):
         if int(num_steps) < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps!r}")
         if int(frameskip) < 1:
             raise ValueError(f"frameskip must be >= 1, got {frameskip!r}")
+        if int(in_memory_bytes) < 0:
+            raise ValueError(f"in_memory_bytes must be >= 0, got {in_memory_bytes!r}")
         if isinstance(columns, str):
             columns = (columns,)
         self.path = os.fspath(path)
@@ -733,6 +761,17 @@ class WindowDataset(torch.utils.data.Dataset):
             [np.zeros(0, np.int64)]
             + [o + np.arange(n, dtype=np.int64) for o, n in zip(offsets, self.windows_per_episode)]
         )
+        # non-image columns held in memory (in the order asked for, while the budget lasts)
+        self.in_memory_bytes = int(in_memory_bytes)
+        self.memory_columns: list[str] = []
+        used = 0
+        for c in self.columns:
+            size = _fixed_row_bytes(td.schema.field(c).type)
+            if c in self.image_columns or size is None or used + size * td.num_rows > self.in_memory_bytes:
+                continue
+            self.memory_columns.append(c)
+            used += size * td.num_rows
+        self._memory: dict[str, np.ndarray] | None = None  # loaded on first use in each process
         self._ds: lance.LanceDataset | None = td._ds  # this process's handle; dropped when pickled
         self._pid: int | None = os.getpid()
 
@@ -748,10 +787,13 @@ class WindowDataset(torch.utils.data.Dataset):
         drop_last: bool = False,
         **kwargs,
     ) -> torch.utils.data.DataLoader:
-        """A DataLoader over these windows: seeded shuffling, and workers started with "forkserver" (Lance is
-        not fork-safe) and kept alive across epochs. Extra kwargs go to DataLoader."""
+        """A DataLoader of whole batches (dicts of (B, num_steps, ...) tensors, one ``batch()`` call each):
+        seeded shuffling (the same window order as ``DataLoader(self, batch_size, shuffle=True,
+        generator=torch.Generator().manual_seed(seed))``), and workers started with "forkserver" (Lance is not
+        fork-safe) and kept alive across epochs. Extra kwargs go to DataLoader. A subclass that overrides
+        ``__getitems__`` gets a DataLoader over its samples instead (its override is kept)."""
         if num_workers > 0:
-            if "multiprocessing_context" not in kwargs:
+            if kwargs.get("multiprocessing_context") is None:
                 if "forkserver" in torch.multiprocessing.get_all_start_methods():
                     ctx = torch.multiprocessing.get_context("forkserver")
                     ctx.set_forkserver_preload(["torch"])  # workers fork from a server with torch imported
@@ -759,14 +801,30 @@ class WindowDataset(torch.utils.data.Dataset):
                     ctx = torch.multiprocessing.get_context("spawn")
                 kwargs["multiprocessing_context"] = ctx
             kwargs.setdefault("persistent_workers", True)
+        else:
+            kwargs.pop("multiprocessing_context", None)
+            kwargs.pop("persistent_workers", None)
+        generator = torch.Generator().manual_seed(seed)
+        if type(self).__getitems__ is not WindowDataset.__getitems__:
+            return torch.utils.data.DataLoader(
+                self,
+                batch_size,
+                shuffle,
+                num_workers=num_workers,
+                drop_last=drop_last,
+                generator=generator,
+                **kwargs,
+            )
+        # the DataLoader draws its workers' base seed and then the permutation from one generator, as it does
+        # with batch_size/shuffle, so both loaders visit the windows in the same order
+        sampler = (
+            torch.utils.data.RandomSampler(self, generator=generator)
+            if shuffle
+            else torch.utils.data.SequentialSampler(self)
+        )
+        batches = torch.utils.data.BatchSampler(sampler, batch_size, drop_last)
         return torch.utils.data.DataLoader(
-            self,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            num_workers=num_workers,
-            drop_last=drop_last,
-            generator=torch.Generator().manual_seed(seed),
-            **kwargs,
+            self, sampler=batches, batch_size=None, num_workers=num_workers, generator=generator, **kwargs
         )
 
     def _dataset(self) -> lance.LanceDataset:
@@ -777,53 +835,111 @@ class WindowDataset(torch.utils.data.Dataset):
             self._pid = os.getpid()
         return self._ds
 
+    def _memory_columns(self) -> dict[str, np.ndarray]:
+        """The in-memory columns of every row: one scan, the first time this process needs them."""
+        if self._memory is None:
+            memory = {}
+            if self.memory_columns:
+                table = self._dataset().to_table(columns=self.memory_columns)
+                for c in self.memory_columns:
+                    memory[c] = _to_numpy(_single(table.column(c)), self.shapes[c] or None)
+            self._memory = memory
+        return self._memory
+
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_ds"], state["_pid"] = None, None
+        state["_ds"], state["_pid"], state["_memory"] = None, None, None
         return state
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.__getitems__([index])[0]
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        """Window ``index`` -> one sample; a list/array of indices -> one batch (as ``batch``)."""
+        if np.ndim(index) == 0:
+            return {c: t[0] for c, t in self.batch([int(index)]).items()}
+        return self.batch(index)
 
     def __getitems__(self, indices: Sequence[int]) -> list[dict[str, torch.Tensor]]:
+        """Samples for a plain DataLoader (which collates them again); ``loader()`` skips that round trip."""
+        batch = self.batch(indices)
+        n = len(next(iter(batch.values()))) if batch else 0
+        return [{c: t[i] for c, t in batch.items()} for i in range(n)]
+
+    def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        """Windows ``indices`` (any order, repeats allowed) -> {column: tensor (B, num_steps, ...)}."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         n = len(self)
         if idx.size and (idx.min() < -n or idx.max() >= n):
             bad = idx[(idx < -n) | (idx >= n)][0]
             raise IndexError(f"window {bad} is out of range for {n} windows")
+        B, T, span = len(idx), self.num_steps, self.num_steps * self.frameskip
         starts = self.window_starts[idx]
-        frame_rows = starts[:, None] + np.arange(self.num_steps) * self.frameskip  # (B, num_steps)
-        frame_set = np.unique(frame_rows)
-        frame_pos = np.searchsorted(frame_set, frame_rows)
-        frame_cols = [c for c in self.columns if c != ACTION_COLUMN]
-        ds = self._dataset()
-        # Sorted takes: frame columns at the num_steps frame rows only, the action column at every row of the
-        # windows (frameskip actions per frame). Two narrow takes read ~2.5x less than one take of all columns
-        # at all rows (raw 64 px: 3.3 ms vs 8 ms per batch of 64); with frameskip 1 the sets coincide.
-        batch: dict[str, np.ndarray] = {}
-        if ACTION_COLUMN in self.columns:
-            action_rows = starts[:, None] + np.arange(
-                self.num_steps * self.frameskip
-            )  # (B, num_steps*frameskip)
-            action_set = np.unique(action_rows)
-            if self.frameskip == 1:
-                table = ds.take(frame_set, columns=self.columns)  # frame rows == action rows
-                action_arr = table.column(ACTION_COLUMN)
+        frame_rows = (starts[:, None] + np.arange(T) * self.frameskip).reshape(-1)  # (B * T,)
+        memory = self._memory_columns()
+        out: dict[str, torch.Tensor] = {}
+
+        # in-memory columns: gathers, no I/O
+        for c, values in memory.items():
+            if c == ACTION_COLUMN:  # the frameskip actions after each frame, concatenated
+                rows = starts[:, None] + np.arange(span)
+                acts = values[rows].astype(np.float32, copy=False)
+                out[c] = torch.from_numpy(acts.reshape(B, T, -1))
             else:
-                table = ds.take(frame_set, columns=frame_cols) if frame_cols else None
-                action_arr = ds.take(action_set, columns=[ACTION_COLUMN]).column(0)
-            values = _to_numpy(_single(action_arr), self.shapes[ACTION_COLUMN] or None).reshape(
-                len(action_set), -1
-            )
-            acts = values[np.searchsorted(action_set, action_rows)].astype(np.float32, copy=False)
-            batch[ACTION_COLUMN] = acts.reshape(len(idx), self.num_steps, -1)
-        else:
-            table = ds.take(frame_set, columns=frame_cols)
-        for c in frame_cols:
-            arr = _single(table.column(c))
-            if c in self.image_columns:
-                batch[c] = _decode_images(arr, self.shapes[c])[frame_pos]
-            else:
-                batch[c] = _to_numpy(arr, self.shapes[c] or None)[frame_pos]
-        tensors = {c: torch.from_numpy(np.ascontiguousarray(batch[c])) for c in self.columns}
-        return [{c: t[i] for c, t in tensors.items()} for i in range(len(idx))]
+                out[c] = torch.from_numpy(values[frame_rows].reshape(B, T, *values.shape[1:]))
+
+        # the rest: one sorted take at the frame rows (plus one at the action rows if the action is not held)
+        stored = [c for c in self.columns if c not in memory]
+        frame_cols = [c for c in stored if c != ACTION_COLUMN]
+        if ACTION_COLUMN in stored and self.frameskip == 1:
+            frame_cols.append(ACTION_COLUMN)  # action rows == frame rows
+        if frame_cols:
+            _session()  # refuses to read in a fork of the process that opened the dataset
+            frame_set, first, inverse = np.unique(frame_rows, return_index=True, return_inverse=True)
+            table = self._dataset().take(frame_set, columns=frame_cols)
+            for c in frame_cols:
+                arr = _single(table.column(c))
+                if c in self.image_columns:
+                    frames = torch.empty((B * T, *self.shapes[c]), dtype=torch.uint8)
+                    _gather_images(arr, self.shapes[c], first, inverse, frames.numpy())
+                    out[c] = frames.view(B, T, *self.shapes[c])
+                else:
+                    values = _to_numpy(arr, self.shapes[c] or None)[inverse]
+                    if c == ACTION_COLUMN:
+                        values = values.astype(np.float32, copy=False)
+                    out[c] = torch.from_numpy(values.reshape(B, T, *values.shape[1:]))
+        if ACTION_COLUMN in stored and self.frameskip > 1:
+            rows = starts[:, None] + np.arange(span)
+            action_set = np.unique(rows)
+            arr = _single(self._dataset().take(action_set, columns=[ACTION_COLUMN]).column(0))
+            values = _to_numpy(arr, self.shapes[ACTION_COLUMN] or None)
+            acts = values[np.searchsorted(action_set, rows)].astype(np.float32, copy=False)
+            out[ACTION_COLUMN] = torch.from_numpy(acts.reshape(B, T, -1))
+        return {c: out[c] for c in self.columns}
+
+
+def _fixed_row_bytes(t: pa.DataType) -> int | None:
+    """Bytes per row of a fixed-width numeric/bool column (a fixed-size list of one too), else None."""
+    if pa.types.is_fixed_size_list(t):
+        inner = _fixed_row_bytes(t.value_type)
+        return None if inner is None else inner * t.list_size
+    if pa.types.is_boolean(t):
+        return 1
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        return t.bit_width // 8
+    return None
+
+
+def _gather_images(
+    arr: pa.Array, shape: Sequence[int], first: np.ndarray, inverse: np.ndarray, out: np.ndarray
+):
+    """Images of the unique rows of an image column -> ``out`` (n, H, W, C) at the positions ``inverse`` maps
+    them to. JPEG: each unique frame is decoded once, straight into its first position, then copied to the
+    others; raw: one gather."""
+    if not pa.types.is_binary(arr.type) and not pa.types.is_large_binary(arr.type):
+        np.take(_decode_images(arr, shape), inverse, axis=0, out=out)
+        return
+    offsets, data = _binary_views(arr)
+    for u, p in enumerate(first.tolist()):
+        _decode_jpeg_into(data[offsets[u] : offsets[u + 1]], out[p])
+    if len(first) < len(inverse):  # rows used by more than one window
+        source = first[inverse]
+        repeat = np.flatnonzero(source != np.arange(len(inverse)))
+        out[repeat] = out[source[repeat]]

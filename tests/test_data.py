@@ -188,6 +188,51 @@ def test_windows_return_exact_frames_and_actions(tmp_path, encoding):
         torch.testing.assert_close(one[k], samples[2][k], equal_nan=True)
 
 
+@pytest.mark.parametrize("encoding", ["raw", "jpeg"])
+def test_batch_path_is_exact(tmp_path, encoding):
+    """``batch()`` / ``loader()`` (one take, columns in memory, frames decoded once) return exactly the frames and
+    actions of the per-sample path and of the rows written (JPEG: the stored bytes decoded)."""
+    path = tmp_path / f"fast_{encoding}.lance"
+    lengths = [30, 23, 26]
+    eps = [step_episode(e, T) for e, T in enumerate(lengths)]
+    for e, ep in enumerate(eps):  # textured frames so that JPEG decoding is not trivially exact
+        ep["pixels"] = smooth_frames(len(ep["action"]), SIZE, seed=e)
+    write(path, eps, encoding=encoding)
+    cols = ("pixels", "action", "proprio", "step_idx")
+    fast = WindowDataset(path, 3, 4, columns=cols, split="all")
+    stored = WindowDataset(path, 3, 4, columns=cols, split="all", in_memory_bytes=0)
+    assert fast.memory_columns == ["action", "proprio", "step_idx"] and stored.memory_columns == []
+    idx = [40, 3, 17, 3, len(fast) - 1, 18, 19, 0]  # unsorted, a repeat, overlapping windows (shared frames)
+    batch = fast.batch(idx)
+    assert batch["pixels"].shape == (8, 3, SIZE, SIZE, 3) and batch["action"].shape == (8, 3, 8)
+    assert batch["action"].dtype == torch.float32 and batch["step_idx"].dtype == torch.int32
+    for k, v in stored.batch(idx).items():
+        torch.testing.assert_close(batch[k], v, rtol=0, atol=0)
+    for i, j in enumerate(idx):
+        sample = fast[j]
+        for k in cols:
+            torch.testing.assert_close(batch[k][i], sample[k], rtol=0, atol=0)
+    td = open_dataset(path)
+    for i, j in enumerate(idx):
+        start = int(fast.window_starts[j])
+        rows = td.read_rows(start + 4 * np.arange(3), ["pixels", "proprio"])  # decodes the stored bytes
+        np.testing.assert_array_equal(batch["pixels"][i].numpy(), rows["pixels"])
+        np.testing.assert_array_equal(batch["proprio"][i].numpy(), rows["proprio"])
+        acts = td.read_rows(start + np.arange(12), ["action"])["action"]
+        np.testing.assert_array_equal(batch["action"][i].numpy(), acts.reshape(3, 8))
+        if encoding == "raw":  # bit-exact with the frames written
+            e = int(np.searchsorted(td.episode_offsets, start, side="right") - 1)
+            steps = start - td.episode_offsets[e] + 4 * np.arange(3)
+            np.testing.assert_array_equal(batch["pixels"][i].numpy(), eps[e]["pixels"][steps])
+    # loader(): the window order of a plain seeded DataLoader, whole batches, the same tensors
+    plain = torch.utils.data.DataLoader(fast, batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(5))
+    whole = fast.loader(batch_size=16, shuffle=True, seed=5)
+    assert whole.batch_size is None and len(whole) == len(plain)
+    for a, b in zip(plain, whole, strict=True):
+        for k in cols:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
 def test_window_count_matches_brute_force(tmp_path):
     lengths = [1, 6, 7, 8, 12, 21]
     path = tmp_path / "count.lance"

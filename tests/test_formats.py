@@ -295,6 +295,49 @@ def test_stable_worldmodel_lance_readable_and_convertible(tmp_path):
     assert np.abs(ra["pixels"].astype(int) - rb["pixels"]).mean() <= 1.0
 
 
+def test_layouts_match_the_stable_worldmodel_package(tmp_path):
+    """Against the installed package (the optional `peers` extra): its readers load our JPEG Lance and HDF5 files
+    window for window as ours do, and we read the files its own writers produce."""
+    swm_pkg = pytest.importorskip("stable_worldmodel.data")
+    pytest.importorskip("stable_worldmodel.data.formats.hdf5")  # needs hdf5plugin
+    import torch
+
+    lengths = [26, 31]
+    eps = make_lance(tmp_path / "raw.lance", lengths=lengths, seed=4)
+    formats.convert(tmp_path / "raw.lance", tmp_path / "ours.lance", encoding="jpeg")
+    formats.convert(tmp_path / "raw.lance", tmp_path / "ours.h5")  # defaults: raw uint8, 1-frame chunks, lzf
+    keys = dict(frameskip=5, num_steps=3, keys_to_load=["pixels", "action", "proprio"])
+    for ours, theirs in [
+        (WindowDataset(tmp_path / "ours.lance", 3, 5, split="all"), swm_pkg.LanceDataset(tmp_path / "ours.lance", **keys)),
+        (WindowDataset(tmp_path / "raw.lance", 3, 5, split="all"), swm_pkg.HDF5Dataset(path=tmp_path / "ours.h5", **keys)),
+    ]:
+        clip = {int(theirs.offsets[e]) + int(t): i for i, (e, t) in enumerate(theirs.clip_indices)}
+        picks = [0, 7, len(ours) - 1]
+        batch = ours.batch(picks)
+        for i, j in enumerate(picks):
+            got = theirs[clip[int(ours.window_starts[j])]]
+            torch.testing.assert_close(got["pixels"].permute(0, 2, 3, 1), batch["pixels"][i], rtol=0, atol=0)
+            torch.testing.assert_close(got["action"], batch["action"][i], rtol=0, atol=0)
+            torch.testing.assert_close(got["proprio"], batch["proprio"][i], rtol=0, atol=0)
+
+    # its writers -> our readers
+    episodes = [{k: list(ep[k]) for k in ("pixels", "action", "proprio", "reward")} for ep in eps]  # it takes lists
+    with swm_pkg.LanceWriter(tmp_path / "theirs.lance", mode="overwrite") as w:
+        w.write_episodes(episodes)
+    with swm_pkg.HDF5Writer(tmp_path / "theirs.h5", mode="overwrite") as w:
+        w.write_episodes(episodes)
+    formats.convert(tmp_path / "theirs.h5", tmp_path / "from_h5.lance")
+    for path, tol in ((tmp_path / "theirs.lance", 6.0), (tmp_path / "from_h5.lance", 0)):
+        ds = open_dataset(path)
+        assert ds.episode_lengths.tolist() == lengths
+        rows = ds.read_rows(np.arange(sum(lengths)), ["pixels", "action", "proprio", "reward"])
+        for k in ("action", "proprio", "reward"):
+            want = np.concatenate([ep[k] for ep in eps]).astype(np.float32)
+            np.testing.assert_array_equal(rows[k].reshape(want.shape), want, err_msg=k)
+        frames = np.concatenate([ep["pixels"] for ep in eps])
+        assert np.abs(rows["pixels"].astype(int) - frames).mean() <= tol  # PIL JPEG q95 in its Lance files
+
+
 # ------------------------------------------------------------------------------------------------ LeRobot
 
 

@@ -6,21 +6,33 @@ Setting (paper's planning setting): 8 envs planned in one batched call, 300 samp
 steps of action_block 5 env steps. Solvers without a sample population use 300 parallel sequences and 30 gradient
 steps. The paper reports no per-solver timings; this table is ours only.
 
+When the existing ``stable-worldmodel`` package is importable, its ``CEMSolver`` plans the same problem in the same
+run, on the same model (behind a thin adapter presenting the interface it expects: ``get_cost`` on infos expanded
+to (B, S, ...)), at its default ``batch_size=1`` (one env per solver pass) and at ``batch_size=8``. Its rows carry
+their own floor (the model forwards over exactly its calls). ``x floor`` compares every row with the floor of our
+batched CEM (the same candidates in B-batched calls); ``vs swm b1`` is how many times faster than its default.
+Issue targets: every sampling solver <= 1.05x the floor and >= 1.5x faster than its CEM at its default.
+
     python benchmarks/planning_speed.py            # full setting
     python benchmarks/planning_speed.py --quick    # seconds, for tests
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
+import math
 import platform
 import shlex
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
+import gymnasium as gym
 import numpy as np
 import torch
 import tyro
@@ -47,7 +59,7 @@ class Args:
     hidden: int = 256
     """hidden width of the MLP world model"""
     repeats: int = 3
-    """timed plans per solver (the median is reported), after one warm-up plan"""
+    """timed rounds (each times every solver once, then its floor; medians are reported), after a warm-up round"""
     solvers: tuple[str, ...] = ("cem", "icem", "mppi", "predictive_sampling", "categorical_cem", "gd", "pgd",
                                 "lagrangian", "grasp")
     """solvers to time"""
@@ -57,6 +69,10 @@ class Args:
     """torch CPU threads (0 = torch's default); 1 gives steadier CPU timings on a shared machine"""
     seed: int = 0
     """seed of the model weights, the problems and the solvers"""
+    peer: bool = True
+    """also time stable-worldmodel's CEM (batch 1 and 8) on the same model, when the package is importable"""
+    peer_batch_sizes: tuple[int, ...] = (1, 8)
+    """batch_size values of stable-worldmodel's CEMSolver to time (1 is its default)"""
     quick: bool = False
     """tiny setting (S 32, 3 iterations, 1 repeat) that runs in seconds"""
     output_json: str = "benchmarks/results/planning_speed.json"
@@ -119,13 +135,68 @@ def make_solver(name: str, args: Args, table: torch.Tensor):
     raise ValueError(f"unknown solver {name!r}; choose from {Args.solvers}")
 
 
+SAMPLING = ("cem", "icem", "mppi", "predictive_sampling", "categorical_cem")
+
+
+class PeerCostAdapter(torch.nn.Module):
+    """Presents our world model to stable-worldmodel's solvers: they call ``get_cost(infos, candidates)`` with every
+    info tensor expanded to (B, S, ...); our model takes (B, ...). Records each call's candidate shape."""
+
+    def __init__(self, model: torch.nn.Module, calls: list):
+        super().__init__()
+        self.model, self.calls = model, calls
+
+    def get_cost(self, infos, candidates):
+        self.calls.append(("cost", tuple(candidates.shape)))
+        return self.model.get_cost({k: v[:, 0] for k, v in infos.items()}, candidates)
+
+
+def peer_cem(batch_size: int, args: Args, model, device, calls: list):
+    """stable-worldmodel's CEMSolver (None when the package is not installed), configured for this problem."""
+    registry = dict(gym.envs.registry)
+    try:
+        from stable_worldmodel.solver import CEMSolver as PeerCEM
+    except ImportError:
+        return None
+    finally:  # importing the package registers its own swm/* envs under our ids: restore the registry as it was
+        for env_id in set(gym.envs.registry) - set(registry):
+            del gym.envs.registry[env_id]
+        gym.envs.registry.update(registry)
+    solver = PeerCEM(PeerCostAdapter(model, calls), batch_size=batch_size, num_samples=args.num_samples,
+                     n_steps=args.iters, topk=max(1, args.num_samples // 10), device=device, seed=args.seed)
+    space = gym.spaces.Box(-1.0, 1.0, (args.num_envs, args.action_dim))
+    solver.configure(action_space=space, n_envs=args.num_envs,
+                     config=SimpleNamespace(horizon=args.horizon, action_block=args.action_block))
+    return solver
+
+
+def peer_planner(batch_size: int, args: Args, model, infos, device):
+    """``plan_once() -> (ms, floor ms, calls)`` for stable-worldmodel's CEM, or None if it is not installed."""
+    calls: list = []
+    solver = peer_cem(batch_size, args, model, device, calls)
+    if solver is None:
+        return None
+
+    def plan_once():
+        calls.clear()
+        synchronize(device)
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints its solve time on every call
+            t0 = time.perf_counter()
+            solver.solve(infos)
+            synchronize(device)
+            plan = 1000 * (time.perf_counter() - t0)
+        return plan, replay_forward(calls, model, infos, device), list(calls)
+
+    return plan_once
+
+
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def time_solver(name, solver, model, infos, args, device):
-    """(median ms per plan, median floor ms, calls recorded in the last plan)."""
+def solver_planner(name, solver, model, infos, args, device):
+    """``plan_once() -> (ms, floor ms, calls)``: one timed plan, then the model forwards over its calls alone."""
     b, h, d = args.num_envs, args.horizon, args.action_dim * args.action_block
     low = -torch.ones(d, device=device)
     high = torch.ones(d, device=device)
@@ -145,19 +216,17 @@ def time_solver(name, solver, model, infos, args, device):
     if name == "lagrangian":
         extra = {"constraint_fn": lambda c: c.reshape(*c.shape[:2], -1, args.action_dim).norm(dim=-1) - 0.8}
     init = torch.zeros(b, h, d, device=device)
-    plan_ms, floor_ms = [], []
-    for rep in range(args.repeats + 1):
+
+    def plan_once():
         calls.clear()
         synchronize(device)
         t0 = time.perf_counter()
         solver(cost_fn, init, low, high, **extra)
         synchronize(device)
         plan = 1000 * (time.perf_counter() - t0)
-        floor = replay_forward(calls, model, infos, device)
-        if rep > 0:  # the first plan is a warm-up
-            plan_ms.append(plan)
-            floor_ms.append(floor)
-    return float(np.median(plan_ms)), float(np.median(floor_ms)), list(calls)
+        return plan, replay_forward(calls, model, infos, device), list(calls)
+
+    return plan_once
 
 
 @torch.no_grad()
@@ -172,8 +241,8 @@ def replay_forward(calls, model, infos, device) -> float:
     synchronize(device)
     t0 = time.perf_counter()
     for item in inputs:
-        if item[0] == "cost":
-            model.get_cost(infos, item[1])
+        if item[0] == "cost":  # a solver that plans fewer envs per call (swm's batch_size) gets that many infos
+            model.get_cost({k: v[: item[1].shape[0]] for k, v in infos.items()}, item[1])
         else:
             model.step_latent(item[1], item[2])
     synchronize(device)
@@ -215,27 +284,70 @@ def main(args: Args) -> dict:
              "zg": torch.randn(args.num_envs, args.latent_dim, generator=gen).to(device)}
     axes = [torch.tensor([-1.0, 0.0, 1.0])] * args.action_dim  # 3 values per action dim for the discrete solvers
     table = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, args.action_dim)
-    rows = []
+    planners, solvers = {}, {}
     for name in args.solvers:
-        solver = make_solver(name, args, table)
-        ms, floor, calls = time_solver(name, solver, model, infos, args, device)
-        cost_calls = [c for c in calls if c[0] == "cost"]
-        rows.append({"solver": name, "ms_per_plan": ms, "floor_ms": floor, "ratio": ms / floor,
-                     "cost_calls": len(cost_calls), "step_calls": len(calls) - len(cost_calls),
-                     "candidates": int(sum(np.prod(c[1][:2]) for c in cost_calls)),
-                     "final_cost": float(solver.last_info["best_cost"].mean())})
+        solvers[name] = make_solver(name, args, table)
+        planners[name] = solver_planner(name, solvers[name], model, infos, args, device)
+    peers_missing = False
+    for bs in args.peer_batch_sizes if args.peer else ():
+        planner = peer_planner(bs, args, model, infos, device)
+        if planner is None:
+            peers_missing = True
+            break
+        planners[f"swm_cem_b{bs}"] = planner
+    # round robin: every repeat times each solver and then its floor, back to back, so a load change on a shared
+    # machine hits all rows alike; ratios are taken within a repeat and their median reported
+    plan_ms = {name: [] for name in planners}
+    floor_ms = {name: [] for name in planners}
+    calls = {}
+    for rep in range(args.repeats + 1):
+        for name, plan_once in planners.items():
+            plan, floor, calls[name] = plan_once()
+            if rep > 0:  # the first round is a warm-up
+                plan_ms[name].append(plan)
+                floor_ms[name].append(floor)
+    ref = "cem" if "cem" in planners else None
+    peer_ref = f"swm_cem_b{args.peer_batch_sizes[0]}" if args.peer_batch_sizes else None
+    rows = []
+    for name in planners:
+        plans, floors = np.asarray(plan_ms[name]), np.asarray(floor_ms[name])
+        cost_calls = [c for c in calls[name] if c[0] == "cost"]
+        row = {"solver": name, "ms_per_plan": float(np.median(plans)), "floor_ms": float(np.median(floors)),
+               "ratio": float(np.median(plans / floors)), "cost_calls": len(cost_calls),
+               "step_calls": len(calls[name]) - len(cost_calls),
+               "candidates": int(sum(np.prod(c[1][:2]) for c in cost_calls)),
+               "final_cost": float(solvers[name].last_info["best_cost"].mean()) if name in solvers else float("nan"),
+               "x_cem_floor": float(np.median(plans / np.asarray(floor_ms[ref]))) if ref else float("nan"),
+               "speedup_vs_peer_default": (float(np.median(np.asarray(plan_ms[peer_ref]) / plans))
+                                           if peer_ref in plan_ms else float("nan"))}
+        if name not in solvers:
+            row["peer"] = True
+        rows.append(row)
+    cem_floor = rows[list(planners).index(ref)]["floor_ms"] if ref else float("nan")
+    peer_default = float("nan") if peer_ref not in plan_ms else float(np.median(plan_ms[peer_ref]))
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     title = (f"{args.num_envs} envs, S {args.num_samples}, {args.iters} iters, horizon {args.horizon}, "
              f"action_block {args.action_block}, MLP {args.latent_dim}/{args.hidden}, {device.type} ({device_name})")
     print(f"\nplanning speed: {title}\n{command}\n(the paper reports no per-solver timings)")
-    print(f"{'solver':<22}{'ms / plan':>11}{'forward floor ms':>18}{'ratio':>8}{'cost calls':>12}"
-          f"{'candidates':>12}{'mean cost':>11}")
+    print(f"{'solver':<22}{'ms / plan':>11}{'own floor ms':>14}{'ratio':>8}{'x floor':>9}{'vs swm b1':>11}"
+          f"{'cost calls':>12}{'candidates':>12}{'mean cost':>11}")
     for r in rows:
-        print(f"{r['solver']:<22}{r['ms_per_plan']:>11.1f}{r['floor_ms']:>18.1f}{r['ratio']:>8.2f}"
+        print(f"{r['solver']:<22}{r['ms_per_plan']:>11.1f}{r['floor_ms']:>14.1f}{r['ratio']:>8.2f}"
+              f"{r['x_cem_floor']:>9.2f}{r['speedup_vs_peer_default']:>10.2f}x"
               f"{r['cost_calls']:>12d}{r['candidates']:>12d}{r['final_cost']:>11.4f}")
+    print(f"ratio: plan / own floor; x floor: plan / floor of our batched CEM ({cem_floor:.1f} ms, the same "
+          f"candidates); vs swm b1: stable-worldmodel CEM at its default batch 1 / this row (medians over the "
+          f"{args.repeats} rounds of per-round ratios)"
+          + ("; stable-worldmodel is not installed: no peer rows" if peers_missing else ""))
+    sampling = [r for r in rows if r["solver"] in SAMPLING]
+    targets = {"floor_1.05x": all(r["x_cem_floor"] <= 1.05 for r in sampling),
+               "vs_peer_1.5x": (all(r["speedup_vs_peer_default"] >= 1.5 for r in sampling)
+                                if not math.isnan(peer_default) else None)}
+    print(f"targets (sampling solvers): <= 1.05x floor: {targets['floor_1.05x']}; >= 1.5x faster than swm CEM "
+          f"batch 1: {targets['vs_peer_1.5x']}")
     results = {"args": asdict(args), "command": command, "device": f"{device.type} ({device_name})",
-               "torch": torch.__version__, "rows": rows}
+               "torch": torch.__version__, "rows": rows, "targets": targets}
     for out in (args.output_json, args.output_png):
         (ROOT / out).parent.mkdir(parents=True, exist_ok=True)
     with open(ROOT / args.output_json, "w") as f:

@@ -6,18 +6,21 @@ solved at the start, ms per plan (one batched solver call for up to ``num_envs``
 plan and env (sequences scored by the world model; gradient solvers' evaluations include a backward pass, GRASP's
 one-step passes over the horizon count as one sequence each).
 
-A second group answers: which cheaper setting (iCEM with fewer samples and iterations, CEM with warm start and
-fewer samples) matches CEM 300x30's success with >= 5x fewer model evaluations? Success is compared pair by pair
-(the same pairs) with a 95% interval on the mean difference: "yes" when the whole interval lies above -margin
-(10 points: non-inferior), "no" when it lies below 0 (worse), "unclear" otherwise (more pairs needed; 20 pairs
-give intervals of about +-15 points).
+A second group (the efficiency group) answers: which cheaper setting (iCEM with population decay, CEM and
+predictive sampling with fewer samples, all warm-started from the previous plan's tail) matches CEM 300x30's
+success with >= 5x fewer model evaluations? It plans its own ``efficiency_episodes`` pairs (100 by default), the
+same pairs for every setting. Success is compared pair by pair with a 95% interval on the mean difference: "yes"
+when the whole interval lies above -margin (10 points: non-inferior), "no" when it lies below 0 (worse),
+"unclear" otherwise (more pairs needed; 100 pairs give intervals of about +-8 points). ``--no-table`` runs the
+efficiency group alone.
 
 Everything runs as the project's own scripts in subprocesses: scripts/collect.py (a mix of expert and random
 episodes), baselines/lewm_train.py --preset cpu, solvers/<name>_plan.py --output-json. Datasets and checkpoints
 are cached under --out-dir (the file names carry their settings), so a rerun only plans. The paper reports no
 per-solver success table (REFERENCE §5 gives the solvers' defaults); the paper column shows LeWM + CEM (Two-Room:
 official docs 87, Push-T: 94). Defaults are the paper's solver settings; --quick is a ~10-minute CPU run (Two-Room
-only, small data, 300 training steps, 20 pairs, fewer samples); --smoke is the seconds-long run the tests use.
+only, small data, 300 training steps, 20 pairs and fewer samples for the table, 100 pairs for the efficiency group;
+~7 minutes once the data and the model are cached); --smoke is the seconds-long run the tests use.
 """
 
 from __future__ import annotations
@@ -66,13 +69,16 @@ SMOKE_FLAGS = {
 }
 # the efficiency question: (solver, flags); the first entry is the reference (CEM 300x30, the paper's setting)
 CEM_300x30 = ["--num-samples", "300", "--topk", "30", "--iters", "30"]
-EFFICIENCY = {
-    "full": [("cem", FULL_FLAGS["cem"]), ("icem", ["--num-samples", "100", "--topk", "10", "--iters", "6"]),
-             ("icem", ["--num-samples", "150", "--topk", "15", "--iters", "10"]),
-             ("cem", ["--num-samples", "60", "--topk", "6", "--iters", "10"]),
-             ("cem", ["--num-samples", "100", "--topk", "10", "--iters", "10"])],
-    "quick": [("cem", CEM_300x30), ("icem", ["--num-samples", "100", "--topk", "10", "--iters", "6"]),
-              ("cem", ["--num-samples", "60", "--topk", "6", "--iters", "10"]), ("cem", QUICK_FLAGS["cem"])],
+CHEAPER = [  # each >= 5x fewer evaluations per plan than 300 x 30 = 9000
+    ("icem", ["--num-samples", "300", "--topk", "30", "--iters", "6"]),  # 1,105 evals (population decay 1.25)
+    ("icem", ["--num-samples", "150", "--topk", "15", "--iters", "10"]),  # 682
+    ("icem", ["--num-samples", "100", "--topk", "10", "--iters", "10"]),  # 453
+    ("cem", ["--num-samples", "150", "--topk", "15", "--iters", "12"]),  # 1,800
+    ("cem", ["--num-samples", "100", "--topk", "10", "--iters", "10"]),  # 1,000
+    ("cem", ["--num-samples", "60", "--topk", "6", "--iters", "10"]),  # 600
+    ("predictive_sampling", ["--num-samples", "100", "--iters", "10"]),  # 1,000
+]
+EFFICIENCY = {"full": [("cem", FULL_FLAGS["cem"]), *CHEAPER], "quick": [("cem", CEM_300x30), *CHEAPER],
     "smoke": [("cem", SMOKE_FLAGS["cem"]), ("icem", SMOKE_FLAGS["icem"])],
 }
 
@@ -113,6 +119,10 @@ class Args:
     """envs planned together in one batched solver call"""
     efficiency: bool = True
     """also run the efficiency group (which cheaper setting matches CEM 300x30)"""
+    efficiency_episodes: int = 100
+    """start/goal pairs of the efficiency group (the same for every setting)"""
+    table: bool = True
+    """run the solver table (--no-table: only the efficiency group)"""
     match_margin: float = 10.0
     """efficiency group: success points a cheaper setting may lose (95% interval) and still match"""
     seed: int = 0
@@ -122,14 +132,15 @@ class Args:
     threads: int = 1
     """OMP_NUM_THREADS of every subprocess (0: inherit); on a shared 2-core CPU one thread planned ~10x faster"""
     quick: bool = False
-    """~10 minutes on an idle 2-core CPU: Two-Room, 80/20 episodes, 300 steps, 20 pairs, fewer samples"""
+    """~10 minutes on an idle 2-core CPU: Two-Room, 80/100 episodes, 300 steps, 20 (table) / 100 (efficiency) pairs"""
     smoke: bool = False
     """seconds-long run for tests: 4 episodes, 2 training steps, 2 pairs, cem and icem, tiny budgets"""
 
 
 # sizes --quick and --smoke set; they replace only the fields still at their defaults (--episodes 30 is kept)
-MODE_SIZES = {"quick": dict(train_episodes=80, eval_episodes=20, train_steps=300, batch_size=32, episodes=20),
+MODE_SIZES = {"quick": dict(train_episodes=80, eval_episodes=100, train_steps=300, batch_size=32, episodes=20),
               "smoke": dict(train_episodes=4, eval_episodes=2, train_steps=2, batch_size=8, episodes=2, num_envs=2,
+                            efficiency_episodes=2,
                             solvers=("cem", "icem"))}
 
 
@@ -238,12 +249,14 @@ def settings_label(solver: str, a: dict) -> str:
 
 
 def plan(args: Args, env_dir: Path, solver: str, flags: list[str], ckpt: Path, dataset: Path,
-         floors: bool) -> dict:
-    """Run solvers/<solver>_plan.py on the held-out pairs; return its row (and the floors' rows if asked)."""
-    tag = solver + ("_" + "_".join(f.lstrip("-").replace("-", "") for f in flags) if flags else "")
+         floors: bool, episodes: int | None = None) -> dict:
+    """Run solvers/<solver>_plan.py on ``episodes`` (default args.episodes) held-out pairs; return its row (and
+    the floors' rows if asked)."""
+    episodes = episodes or args.episodes
+    tag = solver + ("_" + "_".join(f.lstrip("-").replace("-", "") for f in flags) if flags else "") + f"_{episodes}p"
     out = env_dir / f"{tag}.json"
     cmd = [f"solvers/{solver}_plan.py", "--checkpoint", str(ckpt), "--dataset", str(dataset), "--episodes",
-           str(args.episodes), "--goal-offset", str(args.goal_offset), "--eval-budget", str(args.eval_budget),
+           str(episodes), "--goal-offset", str(args.goal_offset), "--eval-budget", str(args.eval_budget),
            "--num-envs", str(args.num_envs), "--no-episodic", "--seed", str(args.seed), "--device", args.device,
            "--output-json", str(out), *([] if floors else ["--no-floors"]), *flags]
     seconds = run(cmd, env_dir / "logs" / f"{tag}.log", args.threads)
@@ -297,35 +310,36 @@ def fmt(x, spec: str) -> str:
 
 def print_tables(env_id: str, rows: list[dict], floors: list[dict], eff: list[dict], command: str,
                  margin: float) -> None:
-    show_cost = any(r.get("mean_cost") is not None for r in rows)
-    print(f"\nSolver table: {env_id}, LeWM (CPU preset), dataset-driven protocol, "
-          f"{next((r['episodes'] for r in rows if 'episodes' in r), '?')} pairs (command: {command})")
-    head = (f"{'solver':<20}{'settings':<20}{'success %':>10}{'unsolved-at-start %':>21}"
-            + (f"{'mean cost':>11}" if show_cost else "") + f"{'ms/plan':>10}{'evals/plan':>12}{'paper':>11}")
-    print(head)
-    for r in rows + floors:
-        if r.get("error"):
-            print(f"{r['solver']:<20}failed: {r['error'].splitlines()[-1].strip()[:150]}")
-            continue
-        paper = PAPER_CEM.get(env_id, "-") if r["solver"] == "cem" else "-"
-        print(f"{r['solver']:<20}{r['settings']:<20}{fmt(r['success_pct'], '.1f'):>10}"
-              f"{fmt(r['success_unsolved_pct'], '.1f'):>21}"
-              + (f"{fmt(r.get('mean_cost'), '.3f'):>11}" if show_cost else "")
-              + f"{fmt(r.get('ms_per_plan'), ',.0f'):>10}{fmt(r.get('model_evals_per_plan'), ',.0f'):>12}{paper:>11}")
-    print("paper: LeWM + CEM only (the paper has no per-solver table); evals/plan: sequences scored per plan and env; "
-          "ms/plan: evaluation wall time / batched solver calls (up to num_envs envs each, env steps included)")
+    if rows:  # --no-table runs only the efficiency group
+        show_cost = any(r.get("mean_cost") is not None for r in rows)
+        print(f"\nSolver table: {env_id}, LeWM (CPU preset), dataset-driven protocol, "
+              f"{next((r['episodes'] for r in rows if 'episodes' in r), '?')} pairs (command: {command})")
+        head = (f"{'solver':<20}{'settings':<20}{'success %':>10}{'unsolved-at-start %':>21}"
+                + (f"{'mean cost':>11}" if show_cost else "") + f"{'ms/plan':>10}{'evals/plan':>12}{'paper':>11}")
+        print(head)
+        for r in rows + floors:
+            if r.get("error"):
+                print(f"{r['solver']:<20}failed: {r['error'].splitlines()[-1].strip()[:150]}")
+                continue
+            paper = PAPER_CEM.get(env_id, "-") if r["solver"] == "cem" else "-"
+            print(f"{r['solver']:<20}{r['settings']:<20}{fmt(r['success_pct'], '.1f'):>10}"
+                  f"{fmt(r['success_unsolved_pct'], '.1f'):>21}"
+                  + (f"{fmt(r.get('mean_cost'), '.3f'):>11}" if show_cost else "")
+                  + f"{fmt(r.get('ms_per_plan'), ',.0f'):>10}{fmt(r.get('model_evals_per_plan'), ',.0f'):>12}{paper:>11}")
+        print("paper: LeWM + CEM only (the paper has no per-solver table); evals/plan: sequences scored per plan and env; "
+              "ms/plan: evaluation wall time / batched solver calls (up to num_envs envs each, env steps included)")
     if not eff:
         return
     print(f"\nWhich setting matches CEM {eff[0]['settings']} with >= 5x fewer model evaluations? ({env_id}; "
           f"match: the 95% interval of the paired success difference lies above -{margin:g} points)")
-    print(f"{'solver':<8}{'settings':<20}{'success %':>10}{'evals/plan':>12}{'evals ratio':>13}"
+    print(f"{'solver':<20}{'settings':<20}{'success %':>10}{'evals/plan':>12}{'evals ratio':>13}"
           f"{'Δ success (95% CI)':>22}{'ms/plan':>10}{'matches':>12}")
     for r in eff:
         if r.get("error"):
-            print(f"{r['solver']:<8}{r.get('settings', ''):<20}failed: {r['error'].splitlines()[-1].strip()[:100]}")
+            print(f"{r['solver']:<20}{r.get('settings', ''):<20}failed: {r['error'].splitlines()[-1].strip()[:100]}")
             continue
         delta = f"{r['delta_pct']:+.1f} ± {r['ci_pct']:.1f}"
-        print(f"{r['solver']:<8}{r['settings']:<20}{r['success_pct']:>10.1f}{fmt(r['model_evals_per_plan'], ',.0f'):>12}"
+        print(f"{r['solver']:<20}{r['settings']:<20}{r['success_pct']:>10.1f}{fmt(r['model_evals_per_plan'], ',.0f'):>12}"
               f"{fmt(r['evals_ratio'], '.1f'):>12}x{delta:>22}{fmt(r['ms_per_plan'], ',.0f'):>10}"
               f"{r['verdict']:>12}")
     best = [r for r in eff[1:] if r["matches"]]
@@ -405,7 +419,7 @@ def main(args: Args) -> dict:
                 args.train_episodes, args.seed)
             ckpt = train_lewm(args, train, out / f"{name}_lewm_{train.stem}_{args.train_steps}st_bs{args.batch_size}")
         rows, floors, done = [], [], {}
-        for solver in args.solvers:
+        for solver in args.solvers if args.table else ():
             flags = flag_table[solver]
             try:
                 res = plan(args, env_dir, solver, flags, ckpt, held_out, floors=not floors)
@@ -414,18 +428,19 @@ def main(args: Args) -> dict:
             except RunFailed as e:
                 failures.append(str(e))
                 rows.append({"solver": solver, "settings": " ".join(flags), "flags": flags, "error": str(e)})
-            done[(solver, tuple(flags))] = rows[-1]
+            done[(solver, tuple(flags), args.episodes)] = rows[-1]
         eff = []
         if args.efficiency:
             for solver, flags in EFFICIENCY[mode]:
-                if (solver, tuple(flags)) not in done:
+                key = (solver, tuple(flags), args.efficiency_episodes)
+                if key not in done:
                     try:
-                        done[(solver, tuple(flags))] = plan(args, env_dir, solver, flags, ckpt, held_out, False)["row"]
+                        done[key] = plan(args, env_dir, solver, flags, ckpt, held_out, False,
+                                         args.efficiency_episodes)["row"]
                     except RunFailed as e:
                         failures.append(str(e))
-                        done[(solver, tuple(flags))] = {"solver": solver, "settings": " ".join(flags),
-                                                        "flags": flags, "error": str(e)}
-                eff.append(done[(solver, tuple(flags))])
+                        done[key] = {"solver": solver, "settings": " ".join(flags), "flags": flags, "error": str(e)}
+                eff.append(done[key])
             eff = efficiency_verdicts(eff, args.match_margin)
         per_env[env_id] = {"checkpoint": str(ckpt), "dataset": str(held_out), "rows": rows, "floors": floors,
                            "efficiency": eff}

@@ -2,7 +2,8 @@
 """Categorical cross-entropy method: CEM for discrete actions.
 
 Each plan slot (model step t, sub-step k of the action block) holds an independent categorical distribution over
-the ``n`` rows of an ``action_table`` (n, A). Candidates are drawn by Gumbel-max, turned into the continuous
+the ``n`` rows of an ``action_table`` (n, A). Candidates are drawn from them by inverse CDF (one uniform number per
+slot: the distribution of Gumbel-max with n times fewer random numbers and no logs), turned into the continuous
 actions the world model expects (one-hot @ action_table, so D = K * A), scored, and the distributions are refit
 to the elite frequencies with smoothing: p <- (1 - smoothing) * freq + smoothing * p. Sample 0 is the mode of the
 current distributions (in the first iteration: the table rows nearest to ``init``, i.e. the warm start).
@@ -207,9 +208,9 @@ class CategoricalCEMSolver:
         best_idx = mode.clone()
         rows = torch.arange(b, device=init.device)
         for _ in range(self.iters):
-            u = torch.rand((b, s, h, k, n), generator=gen, device=init.device, dtype=init.dtype)
-            gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
-            idx = (probs.clamp_min(1e-30).log()[:, None] + gumbel).argmax(-1)  # (B, S, H, K)
+            u = torch.rand((b, s, h, k, 1), generator=gen, device=init.device, dtype=init.dtype)
+            cdf = probs.cumsum(-1)[:, None]  # (B, 1, H, K, n); row i is drawn when cdf[i-1] <= u < cdf[i]
+            idx = (u >= cdf).sum(-1).clamp_max_(n - 1)  # (B, S, H, K); the clamp catches a rounded-down cdf[-1]
             idx[:, 0] = mode
             candidates = table[idx].reshape(b, s, h, d)
             costs = evaluate_costs(name, cost_fn, candidates)

@@ -148,9 +148,12 @@ class GRASPSolver:
 
     Args:
         iters: GRASP steps (each one parallel one-step pass over the whole horizon).
-        lr_s: Adam learning rate of the virtual states.
+        lr_s: Adam learning rate of the virtual states. Adam steps are absolute (about lr_s per step and
+            coordinate), so scale it with the spread of the latents along the plan (benchmarks/grasp_vs_gd.py uses
+            0.3 for paths of ~30 units).
         lr_a: Adam learning rate of the actions.
-        goal_weight: weight of the goal term.
+        goal_weight: weight of the goal term. Its pull grows with the distance to the goal and biases every
+            transition toward it: lower it when the goal is many latent units away (0.01 in grasp_vs_gd.py).
         state_noise: std of the Gaussian noise on the virtual states at the first step, annealed linearly to 0.
         sync_every: GRASP steps between syncs (a sync also ends the run); 0 = only the final sync.
         sync_steps: Adam steps on the true cost per sync (0 = only re-roll the virtual states).

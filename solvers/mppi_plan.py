@@ -182,7 +182,7 @@ class MPPISolver:
         std = self.noise_std
         for _ in range(self.iters):
             noise = torch.randn((b, s, h, d), generator=gen, device=init.device, dtype=init.dtype)
-            candidates = torch.maximum(torch.minimum(mean[:, None] + std * noise, high), low)
+            candidates = torch.add(mean[:, None], noise, alpha=std).clamp_(low, high)
             candidates[:, 0] = mean
             costs = evaluate_costs(name, cost_fn, candidates)
             best_cost = costs.min(dim=1).values

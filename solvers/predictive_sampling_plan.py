@@ -172,7 +172,7 @@ class PredictiveSamplingSolver:
         std = self.noise_std
         for _ in range(self.iters):
             noise = torch.randn((b, s, h, d), generator=gen, device=init.device, dtype=init.dtype)
-            candidates = torch.maximum(torch.minimum(nominal[:, None] + std * noise, high), low)
+            candidates = torch.add(nominal[:, None], noise, alpha=std).clamp_(low, high)
             candidates[:, 0] = nominal
             costs = evaluate_costs(name, cost_fn, candidates)
             best_cost, best = costs.min(dim=1)  # ties go to the lowest index, i.e. the nominal stays

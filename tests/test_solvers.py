@@ -526,9 +526,82 @@ def test_planning_speed_benchmark_counts_the_candidates_each_solver_scores(tmp_p
     args = bench.Args(num_envs=2, num_samples=8, iters=2, horizon=3, action_block=2, latent_dim=4, hidden=8,
                       repeats=1, device="cpu", output_json=str(tmp_path / "s.json"), output_png=str(tmp_path / "s.png"))
     rows = {r["solver"]: r for r in bench.main(args)["rows"]}
-    assert set(rows) == set(CLASSES)
+    peers = {name for name in rows if name.startswith("swm_cem_b")}
+    assert set(rows) - peers == set(CLASSES)
+    if importlib.util.find_spec("stable_worldmodel") is not None:  # its CEM on the same model: batch 1 and 8
+        assert peers == {"swm_cem_b1", "swm_cem_b8"}
+        assert rows["swm_cem_b1"]["cost_calls"] == 2 * 2 and rows["swm_cem_b8"]["cost_calls"] == 2  # envs x iters
+        assert rows["swm_cem_b1"]["candidates"] == rows["swm_cem_b8"]["candidates"] == rows["cem"]["candidates"]
+        assert rows["cem"]["speedup_vs_peer_default"] == rows["swm_cem_b1"]["ms_per_plan"] / rows["cem"]["ms_per_plan"]
     assert rows["cem"]["cost_calls"] == 2 and rows["cem"]["candidates"] == 2 * 2 * 8
     assert rows["gd"]["cost_calls"] == 3  # 2 steps + scoring the last iterate
     assert rows["grasp"]["step_calls"] == 2 + (3 - 1)  # 2 parallel relaxed steps, then a 3-step true rollout
     assert all(r["ms_per_plan"] > 0 and r["floor_ms"] > 0 for r in rows.values())
     assert (tmp_path / "s.json").exists() and (tmp_path / "s.png").stat().st_size > 0
+
+
+# ---- GRASP beats GD at long horizons: z' = z + a + 0.01 sin(300 z), terminal cost |z_H - g|^2, |a| <= 1 ----
+# The ripple barely moves the state (<= 0.01 per step) but its state Jacobian 1 + 3 cos(300 z) swings in [-2, 4]:
+# backprop through H steps multiplies H - 1 such random factors, so the gradient on the early actions is noise of
+# random sign and size, while GRASP's one-step gradients only see dF/da = I. The goal lies 0.5 H away (the chain
+# must push the whole way), and the optimum is 0: the straight line to the goal is a feasible trajectory.
+RIPPLE_AMP, RIPPLE_FREQ, RIPPLE_SPEED = 0.01, 300.0, 0.5
+
+
+def ripple_step(z, a):
+    return z + a + RIPPLE_AMP * torch.sin(RIPPLE_FREQ * z)
+
+
+def ripple_problem(horizon, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    x0 = torch.randn(4, 2, generator=gen)
+    direction = torch.nn.functional.normalize(torch.randn(4, 2, generator=gen), dim=-1)
+    goal = x0 + RIPPLE_SPEED * horizon * direction
+
+    def cost(u):  # (B, S, H, 2) -> (B, S)
+        z = x0[:, None].to(u.dtype).expand(-1, u.shape[1], -1)
+        for t in range(u.shape[2]):
+            z = ripple_step(z, u[:, :, t])
+        return (z - goal[:, None].to(u.dtype)).pow(2).sum(-1)
+
+    # the known optimum: the actions that follow the straight line exactly (float64), cost ~0 up to the float32 goal, inside the bounds
+    line = x0.double()[:, None] + RIPPLE_SPEED * direction.double()[:, None] * torch.arange(horizon + 1)[None, :, None]
+    u_line = line[:, 1:] - line[:, :-1] - RIPPLE_AMP * torch.sin(RIPPLE_FREQ * line[:, :-1])
+    assert u_line.abs().max() <= 1 and cost(u_line[:, None]).max() < 1e-8
+    return x0, goal, cost
+
+
+# GRASP settings for latents spanning ~30 units: Adam's lr_s is an absolute step, so the states need a larger one
+# than on the unit-scale latents the defaults are for, and a weaker goal pull (it scales with the distance)
+GRASP_LONG = {"lr_a": 0.1, "lr_s": 0.3, "goal_weight": 0.01}
+
+
+def test_grasp_beats_gradient_descent_at_long_horizons():
+    costs = {}
+    for horizon in (5, 60):
+        x0, goal, cost = ripple_problem(horizon)
+        init = torch.zeros(4, horizon, 2)
+        grasp = solver_class("grasp")(seed=0, **GRASP_LONG)
+        plan = grasp(cost, init, -torch.ones(2), torch.ones(2), step_fn=ripple_step, start=x0, goal=goal)
+        # GD gets the same number of gradient steps (GRASP's relaxed + sync steps), from 8 starts instead of 1
+        gd = solver_class("gd")(seed=0, iters=grasp.last_info["gradient_steps"])
+        gd_plan = gd(cost, init, -torch.ones(2), torch.ones(2))
+        costs[horizon] = (cost(plan[:, None])[:, 0], cost(gd_plan[:, None])[:, 0], cost(init[:, None])[:, 0])
+    grasp_short, gd_short, start_short = costs[5]
+    assert (gd_short < 1e-3 * start_short).all() and (grasp_short < 1e-3 * start_short).all()  # short: both solve it
+    grasp_long, gd_long, start_long = costs[60]  # the optimum is 0, the zero plan costs 900
+    assert (grasp_long < 1e-3 * start_long).all(), f"GRASP costs {grasp_long.tolist()}"
+    assert gd_long.mean() > 10 * grasp_long.mean() and gd_long.mean() > 1.0, (gd_long.tolist(), grasp_long.tolist())
+
+
+def test_grasp_vs_gd_benchmark_prints_cost_per_horizon(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("grasp_vs_gd", SOLVERS_DIR.parent / "benchmarks" / "grasp_vs_gd.py")
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["grasp_vs_gd"] = bench
+    spec.loader.exec_module(bench)
+    args = bench.Args(horizons=(3, 6), num_envs=2, gd_lrs=(1.0,), output_json=str(tmp_path / "g.json"),
+                      output_png=str(tmp_path / "g.png"))
+    rows = bench.main(args)["rows"]
+    assert [r["horizon"] for r in rows] == [3, 6] and all(len(r["grasp"]) == len(r["gd_lr1"]) == 2 for r in rows)
+    assert all(r["gradient_steps"] == 160 for r in rows)  # 120 GRASP steps + 4 syncs of 10 steps; GD gets as many
+    assert "GRASP vs GD" in capsys.readouterr().out and (tmp_path / "g.png").stat().st_size > 0

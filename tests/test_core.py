@@ -144,3 +144,21 @@ def test_checkpoint_errors(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="not a readable swm checkpoint"):
         ckpt_mod.load_checkpoint(tmp_path / "junk.pt")
+
+
+def test_native_env_ids_win_over_another_packages_registration():
+    """The stable-worldmodel package registers swm/TwoRoom-v1 too; importing swm_core.envs puts ours back."""
+    import importlib
+    import warnings
+
+    import gymnasium as gym
+
+    import swm_core.envs
+
+    del gym.registry["swm/TwoRoom-v1"]
+    gym.register(id="swm/TwoRoom-v1", entry_point="gymnasium.envs.classic_control:CartPoleEnv")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        importlib.reload(swm_core.envs)
+    assert gym.registry["swm/TwoRoom-v1"].entry_point == "swm_core.envs.two_room:TwoRoomEnv"
+    assert any("CartPoleEnv" in str(w.message) for w in caught)

@@ -1,5 +1,7 @@
 """Native swm environments, registered with Gymnasium as ``swm/<Name>-v1``."""
 
+import warnings
+
 import gymnasium as gym
 
 ENV_IDS = ("swm/PushT-v1", "swm/TwoRoom-v1", "swm/TwoRoomDiscrete-v1")
@@ -9,5 +11,10 @@ for _id, _entry in (
     ("swm/TwoRoom-v1", "swm_core.envs.two_room:TwoRoomEnv"),
     ("swm/TwoRoomDiscrete-v1", "swm_core.envs.two_room:TwoRoomDiscreteEnv"),
 ):
+    _old = gym.registry.get(_id)
+    if _old is not None and _old.entry_point != _entry:
+        # the stable-worldmodel package registers envs under the same ids; swm_core's own take precedence
+        warnings.warn(f"{_id} was registered by {_old.entry_point}; swm_core re-registers it as {_entry}", stacklevel=2)
+        del gym.registry[_id]
     if _id not in gym.registry:
         gym.register(id=_id, entry_point=_entry)

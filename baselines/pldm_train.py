@@ -25,10 +25,12 @@ sim 1, std 3.98, cov 6.92, std_t 0.245, cov_t 0, sim_t 0.742, idm 1.07; the orig
 (~5k trajectories): std 2.2, cov 13, std_t 0.19, sim_t 0.5, idm 2 (`--coeffs small_data`).
 
 Planning. `get_cost` encodes the current and goal frames once per plan, rolls the predictor out over the
-candidate action blocks and returns the mean squared distance of the last (or, with `cost_sum_steps`,
-every) predicted latent to the goal latent. The original plans with MPPI (`default_solver`). The cost is a
-mean over latent dims, O(0.01-1): an MPPI temperature must be of that order (0.05 planned as well as CEM on
-Two-Room; 0.5 averaged too broadly).
+candidate action blocks and returns the squared Euclidean distance |p_H - z_goal|^2 (summed over the D latent
+dims) of the last (or, with `cost_sum_steps`, every) predicted latent to the goal latent. The original plans
+with MPPI (`default_solver`). The cost is a sum, not a mean over dims, because MPPI's softmax weights
+exp(-cost / lambda) are not scale-free: with the mean (O(0.01-0.1) here) the solvers' default lambda 0.5
+weighted the candidates almost uniformly (one checkpoint, 50 Two-Room pairs: 56% with the mean, 92% with
+lambda 0.002, i.e. about the sum's scale; CEM, rank-based, is unaffected).
 
 Choices, against the original Two-Room config (IMPALA backbone, final LayerNorm, `rnnV2` GRU predictor with
 512 units and the LayerNorm tied to the backbone's, IDM MLP with 512 hidden units, Adam lr 1e-3, batch 64,
@@ -156,10 +158,13 @@ COEFFS = {
 }
 
 # The CPU preset: Two-Room at 64 px in a few CPU minutes (python baselines/pldm_train.py --preset cpu ...):
-# ~3 steps/s with OMP_NUM_THREADS=1 on a busy 2-core machine (on a shared CPU, one intra-op thread per process
-# was 4-10x faster than two). Narrower IMPALA (8, 16, 32 channels, one residual block per stack), D = 128,
-# 6-frame windows (5 rollout steps: the planning horizon), the small-data coefficients (a few hundred episodes
-# is small data for PLDM).
+# ~6 steps/s with OMP_NUM_THREADS=1 on a moderately busy 2-core machine, 1-3 steps/s when it is crowded (on a
+# shared CPU, one intra-op thread per process was 4-10x faster than two). Narrower IMPALA (8, 16, 32 channels,
+# one residual block per stack), D = 128, 6-frame windows (5 rollout steps: the planning horizon), the small-data
+# coefficients (a few hundred episodes is small data for PLDM). Measured with MPPI at its defaults on 50
+# held-out Two-Room pairs (goal offset 25, budget 50; no-op floor 12%): on the README demo's data (400 episodes,
+# 70% expert) seeds 0/1/2 reached 86/94/96% (1,500 steps, 14-21 min each on a crowded machine); on 300 such
+# episodes, seeds 1/2 reached 90/94%, and 3,000 steps instead of 1,500 gave 88/92% (no gain).
 CPU_PRESET = dict(
     num_steps=6, impala_channels=(8, 16, 32), res_blocks=1, latent_dim=128, pred_hidden=256, idm_hidden=256,
     coeffs="small_data", lr=1e-3, batch_size=32, total_steps=1_500, num_workers=1,
@@ -414,7 +419,7 @@ class PLDM(nn.Module):
     def get_cost(self, infos, candidates):
         """Planning cost (B, S) of raw action-block candidates (B, S, H, action_block*A), differentiable.
 
-        cost = mean over latent dims of (p_H - z_goal)^2 for the last predicted latent p_H (with
+        cost = |p_H - z_goal|^2 (summed over latent dims) for the last predicted latent p_H (with
         cost_sum_steps: the sum of that error over all H predicted latents). The rollout is batched over B*S.
         """
         if candidates.dim() != 4:
@@ -427,7 +432,7 @@ class PLDM(nn.Module):
             raise ValueError(f"infos hold {z0.shape[0]} envs but candidates have B = {B}")
         z = z0[:, None].expand(B, S, -1).reshape(B * S, -1)
         preds = self.rollout(z, candidates.reshape(B * S, H, Da)).reshape(B, S, H, -1)
-        err = (preds - zg[:, None, None]).square().mean(-1)  # (B, S, H)
+        err = (preds - zg[:, None, None]).square().sum(-1)  # (B, S, H)
         return err.sum(-1) if self.cost_sum_steps else err[..., -1]
 
 

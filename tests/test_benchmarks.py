@@ -1,6 +1,7 @@
 """benchmarks/solver_table.py and benchmarks/success_table.py end to end with --smoke (subprocesses, as a user runs
 them): the tables print, the JSON holds finite numbers that agree with each other, failures are reported."""
 
+import hashlib
 import importlib.util
 import json
 import math
@@ -72,7 +73,8 @@ def test_success_table_smoke(solver_run):
     tmp, _ = solver_run
     runs = tmp / "runs"
     # the solver table's LeWM has exactly the settings of this run's seed-0 LeWM: put it in the cache to reuse
-    cached = tmp / "success" / "tworoom_lewm_tworoom_train_4ep_x0.7_s0_2st_seed0"
+    script_hash = hashlib.sha1((ROOT / "baselines" / "lewm_train.py").read_bytes()).hexdigest()[:8]
+    cached = tmp / "success" / f"tworoom_lewm_tworoom_train_4ep_x0.7_s0_2st_{script_hash}_seed0"
     cached.mkdir(parents=True)
     shutil.copy(runs / "tworoom_lewm_tworoom_train_4ep_x0.7_s0_2st_bs8" / "model.pt", cached / "model.pt")
     proc = run("benchmarks/success_table.py", "--smoke", "--train-dataset", str(runs / "tworoom_train_4ep_x0.7_s0.lance"),

@@ -26,8 +26,10 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -81,6 +83,9 @@ class Args:
     """re-record and re-convert even when the files exist"""
     seed: int = 0
     """seed of the recording and of the random window order"""
+    threads: int = 2
+    """also measure every reader with batches built on this many threads of one process (0: skip), as
+    ``WindowDataset.loader(threads=N)`` does"""
 
     def __post_init__(self):
         self.episodes = self.episodes or (32 if self.quick else 200)
@@ -382,6 +387,41 @@ def measure(loaders: dict, batches: np.ndarray, max_seconds: float) -> dict:
     return result
 
 
+def measure_threaded(factories: dict, batches: np.ndarray, threads: int, max_seconds: float, rounds: int = 2) -> dict:
+    """samples/s of each reader when ``threads`` threads of one process build the batches (each thread its own
+    reader from ``factories[k]()``, as ``WindowDataset.loader(threads=N)`` runs batch() concurrently): passes over
+    ``batches`` until ``max_seconds``, after one warm pass. Readers take turns, ``rounds`` times (shared CPU); the
+    mean over rounds is reported."""
+    rates: dict[str, list[float]] = {k: [] for k in factories}
+    pools, readers, made = {}, {k: [] for k in factories}, {}
+    for k, make in factories.items():
+        local = threading.local()
+
+        def work(b, local=local, make=make, k=k):
+            if not hasattr(local, "reader"):
+                local.reader = make()
+                readers[k].append(local.reader)
+            return local.reader.batch(b.tolist())["pixels"].shape[0]
+
+        pools[k], made[k] = ThreadPoolExecutor(threads), work
+        sum(pools[k].map(work, batches))  # warm: open a reader per thread, fill caches
+    try:
+        for _ in range(rounds):
+            for k in factories:
+                n, t0 = 0, time.perf_counter()
+                while True:
+                    n += sum(pools[k].map(made[k], batches))
+                    if time.perf_counter() - t0 >= max_seconds:
+                        break
+                rates[k].append(n / (time.perf_counter() - t0))
+    finally:
+        for k in factories:
+            pools[k].shutdown()
+            for r in readers[k]:
+                r.close()
+    return {k: {"samples_per_s": float(np.mean(v)), "rounds": [float(x) for x in v]} for k, v in rates.items()}
+
+
 def psnr(loader, reference, idx) -> float:
     a, b = loader.batch(idx)["pixels"].numpy().astype(np.float64), reference.batch(idx)["pixels"].numpy()
     mse = np.mean((a - b) ** 2)
@@ -528,6 +568,15 @@ def peer_rows(args: Args, raw: Path, root: Path, variants, best, windows, batche
             loader.close()
         print(f"  measured peers {source}: " + ", ".join(f"{r['format']} {r['samples_per_s']:,.0f}"
                                                         for r in rows if r["source"] == source))
+        if source == "cached" and args.threads:  # the same readers, each thread its own, page cache warm
+            keys = [k for k in specs if not k.startswith("peer_hdf5") or k == peer_h5]
+            m = measure_threaded({k: specs[k][4] for k in keys}, batches["random"], args.threads, args.max_seconds)
+            for k in keys:
+                spec = specs[k]
+                rows.append({"format": spec[0], "cls": spec[1], "codec": spec[2], "source": source, "order": "random",
+                             "threads": args.threads, **m[k], "bytes": disk_bytes(spec[3])})
+            print(f"  measured peers {source}, {args.threads} threads: "
+                  + ", ".join(f"{specs[k][0]} {m[k]['samples_per_s']:,.0f}" for k in keys))
     return rows, notes
 
 
@@ -599,7 +648,7 @@ if __name__ == "__main__":
     # 2. measure the best variants, all formats round-robin: local (page cache dropped), cached (second pass), S3
     server = LocalS3(root / "s3root") if args.s3 else None
     chosen = sorted(best.values(), key=lambda v: (v.cls, v.format))
-    results = []
+    results, threaded = [], []
     try:
         for source in SOURCES if args.s3 else SOURCES[:2]:
             for order in ("random", "sequential"):
@@ -623,6 +672,19 @@ if __name__ == "__main__":
                                     "psnr_db": v.options["psnr_db"],
                                     "paper": PAPER.get((v.format, v.cls, source)) if order == "random" else None})
                 print(f"  measured {source:6s} {order:10s}: " + ", ".join(
+                    f"{v.format} {v.cls} {m[i]['samples_per_s']:,.0f}" for i, v in enumerate(chosen)))
+        # 3. N threads in one process (WindowDataset.loader(threads=N)): every reader gets the same threads
+        if args.threads:
+            for source in ("cached", "s3") if args.s3 else ("cached",):
+                factories = {}
+                for i, v in enumerate(chosen):
+                    path, so = (server.put(v.path)[0], server.storage_options) if source == "s3" else (v.path, None)
+                    factories[i] = lambda v=v, path=path, so=so: make_loader(v, args, windows, path, so)
+                m = measure_threaded(factories, batches["random"], args.threads, args.max_seconds)
+                for i, v in enumerate(chosen):
+                    threaded.append({"format": v.format, "cls": v.cls, "codec": v.codec, "source": source,
+                                     "order": "random", "threads": args.threads, **m[i], "bytes": disk_bytes(v.path)})
+                print(f"  measured {source:6s} random, {args.threads} threads: " + ", ".join(
                     f"{v.format} {v.cls} {m[i]['samples_per_s']:,.0f}" for i, v in enumerate(chosen)))
     finally:
         if server is not None:
@@ -680,18 +742,48 @@ if __name__ == "__main__":
         print(f"| {name} | {'-' if ours is None else f'{ours:.2f}x'} | {'-' if paper is None else f'{paper:.2f}x'} |")
     winners = {f"{cls}/{source}": fastest(cls, source) for cls in ("raw", "compressed") for source in SOURCES}
 
+    def trate(fmt, cls, source):
+        return next((r["samples_per_s"] for r in threaded if (r["format"], r["cls"], r["source"]) == (fmt, cls, source)),
+                    None)
+
+    threaded_ratios = []
+    if threaded:
+        print(f"\n## {args.threads} threads, one process (random order; each reader once per thread)\n")
+        print("| format | class | source | samples/s, 1 thread | samples/s, threads | speed-up |\n|---|---|---|---:|---:|---:|")
+        for r in threaded:
+            one = rate(r["format"], r["cls"], r["source"])
+            speedup = "-" if not one else f"{r['samples_per_s'] / one:.2f}x"
+            print(f"| {r['format']} | {r['cls']} | {r['source']} | {fmt_rate(one)} | {fmt_rate(r['samples_per_s'])} | "
+                  f"{speedup} |")
+        for cls in ("raw", "compressed"):
+            for source in ("cached", "s3"):
+                for other in ("hdf5", "mp4"):
+                    threaded_ratios.append((f"Lance / {other.upper()} ({cls}, {source}, "
+                                            f"{args.threads} threads)",
+                                            ratio(trate("lance", cls, source), trate(other, cls, source))))
+        for fmt in ("lance", "hdf5", "mp4"):
+            for cls in ("raw", "compressed"):
+                threaded_ratios.append((f"S3 / local cached ({fmt} {cls}, {args.threads} threads)",
+                                        ratio(trate(fmt, cls, "s3"), trate(fmt, cls, "cached"))))
+        print("\n| ratio (random order, samples/s) | ours |\n|---|---:|")
+        for name, x in threaded_ratios:
+            print(f"| {name} | {'-' if x is None else f'{x:.2f}x'} |")
+
     # the stable-worldmodel package's own loaders, same files, settings and process, measured round-robin with ours
     peer_ratios = []
     if peers:
         print("\n## Our loaders vs the stable-worldmodel package's (random order, batch "
               f"{args.batch_size}, one process)\n")
-        print("| loader | class | codec | source | samples/s | ms/batch | on disk |\n|---|---|---|---|---:|---:|---:|")
+        print("| loader | class | codec | source | threads | samples/s | ms/batch | on disk |\n"
+              "|---|---|---|---|---:|---:|---:|---:|")
         for r in peers:
-            print(f"| {r['format']} | {r['cls']} | {r['codec']} | {r['source']} | {fmt_rate(r['samples_per_s'])} | "
-                  f"{r['ms_per_batch']:.1f} | {fmt_bytes(r['bytes'])} |")
+            ms = f"{r['ms_per_batch']:.1f}" if "ms_per_batch" in r else "-"
+            print(f"| {r['format']} | {r['cls']} | {r['codec']} | {r['source']} | {r.get('threads', 1)} | "
+                  f"{fmt_rate(r['samples_per_s'])} | {ms} | {fmt_bytes(r['bytes'])} |")
 
-        def peer_rate(name, source):
-            return next((r["samples_per_s"] for r in peers if (r["format"], r["source"]) == (name, source)), None)
+        def peer_rate(name, source, threads=1):
+            return next((r["samples_per_s"] for r in peers
+                         if (r["format"], r["source"], r.get("threads", 1)) == (name, source, threads)), None)
 
         for source in ("local", "cached"):
             ours_l, ours_h = peer_rate("lance (ours)", source), peer_rate("hdf5 (ours)", source)
@@ -705,6 +797,18 @@ if __name__ == "__main__":
                                                                                        source))),
                 (f"our HDF5 raw / its HDF5 raw ({source})", ratio(ours_h, peer_rate("stable-worldmodel HDF5Dataset",
                                                                                      source))),
+            ]
+        if args.threads:
+            peer_ratios += [
+                (f"our Lance / its Lance, same JPEG Lance files (cached, {args.threads} threads each; target >= 8x)",
+                 ratio(peer_rate("lance (ours)", "cached", args.threads),
+                       peer_rate("stable-worldmodel LanceDataset", "cached", args.threads))),
+                (f"our Lance / its Lance, on the files its LanceWriter wrote (cached, {args.threads} threads each)",
+                 ratio(peer_rate("lance (ours), its files", "cached", args.threads),
+                       peer_rate("stable-worldmodel LanceDataset, its files", "cached", args.threads))),
+                (f"our Lance, {args.threads} threads / its Lance, 1 thread (cached; what a user of each gets in one "
+                 "process)", ratio(peer_rate("lance (ours)", "cached", args.threads),
+                                   peer_rate("stable-worldmodel LanceDataset", "cached"))),
             ]
         print("\n| ratio ours / theirs | samples/s |\n|---|---:|")
         for name, x in peer_ratios:
@@ -720,6 +824,7 @@ if __name__ == "__main__":
               "note": "CPU shared with other jobs"}, "windows": int(len(windows)),
               "variants": [asdict(v) | {"bytes": disk_bytes(v.path)} for v in variants],
               "results": results, "ratios": [{"name": a, "ours": b, "paper": c} for a, b, c in ratios],
+              "threaded": threaded, "threaded_ratios": [{"name": a, "ours": b} for a, b in threaded_ratios],
               "peers": peers, "peer_ratios": [{"name": a, "ours_over_theirs": b} for a, b in peer_ratios],
               "peer_checks": peer_notes,
               "winners": winners, "paper": {" ".join(k): v for k, v in PAPER.items()}, "seconds": elapsed}

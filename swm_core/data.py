@@ -18,13 +18,17 @@ column ``fixed_size_list<float32>``) are read too: binary columns are taken to b
   sorted ``take`` of the frame rows, each used frame decoded once straight into the batch tensor.
   ``WindowDataset.loader()`` builds a seeded DataLoader of whole batches whose workers start with
   "forkserver": Lance is not fork-safe, and a forked worker of a process that used Lance refuses to read.
+  ``loader(threads=N)`` builds the batches on N threads of this process instead (the take and the JPEG decoding
+  run without the GIL), in the same order; it hides S3 latency without worker processes.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import lance
 import numpy as np
@@ -785,13 +789,27 @@ class WindowDataset(torch.utils.data.Dataset):
         num_workers: int = 0,
         seed: int = 0,
         drop_last: bool = False,
+        threads: int = 0,
         **kwargs,
-    ) -> torch.utils.data.DataLoader:
+    ) -> torch.utils.data.DataLoader | ThreadedBatches:
         """A DataLoader of whole batches (dicts of (B, num_steps, ...) tensors, one ``batch()`` call each):
         seeded shuffling (the same window order as ``DataLoader(self, batch_size, shuffle=True,
         generator=torch.Generator().manual_seed(seed))``), and workers started with "forkserver" (Lance is not
         fork-safe) and kept alive across epochs. Extra kwargs go to DataLoader. A subclass that overrides
-        ``__getitems__`` gets a DataLoader over its samples instead (its override is kept)."""
+        ``__getitems__`` gets a DataLoader over its samples instead (its override is kept).
+
+        ``threads=N`` (with ``num_workers=0``) builds the batches on N threads of this process, up to 2N ahead,
+        and yields them in the same order as ``threads=0``; ``pin_memory=True`` pins them there."""
+        if int(threads) < 0:
+            raise ValueError(f"threads must be >= 0, got {threads!r}")
+        if threads and num_workers:
+            raise ValueError(
+                f"threads={threads} and num_workers={num_workers}: pick one (threads build batches in this "
+                "process, workers in other processes)"
+            )
+        if threads and type(self).__getitems__ is not WindowDataset.__getitems__:
+            raise ValueError(f"threads={threads} needs WindowDataset.batch(); {type(self).__name__} overrides "
+                             "__getitems__ (use num_workers instead)")
         if num_workers > 0:
             if kwargs.get("multiprocessing_context") is None:
                 if "forkserver" in torch.multiprocessing.get_all_start_methods():
@@ -823,6 +841,15 @@ class WindowDataset(torch.utils.data.Dataset):
             else torch.utils.data.SequentialSampler(self)
         )
         batches = torch.utils.data.BatchSampler(sampler, batch_size, drop_last)
+        if threads:
+            pin = bool(kwargs.pop("pin_memory", False))
+            if kwargs:
+                raise ValueError(f"threads={threads} takes no other DataLoader options, got {sorted(kwargs)}")
+            # a DataLoader of the index lists only: it draws from the generator exactly as the one below does
+            indices = torch.utils.data.DataLoader(
+                np.arange(len(self)), sampler=batches, batch_size=None, generator=generator, collate_fn=np.asarray
+            )
+            return ThreadedBatches(self, indices, int(threads), pin)
         return torch.utils.data.DataLoader(
             self, sampler=batches, batch_size=None, num_workers=num_workers, generator=generator, **kwargs
         )
@@ -913,6 +940,38 @@ class WindowDataset(torch.utils.data.Dataset):
             acts = values[np.searchsorted(action_set, rows)].astype(np.float32, copy=False)
             out[ACTION_COLUMN] = torch.from_numpy(acts.reshape(B, T, -1))
         return {c: out[c] for c in self.columns}
+
+
+class ThreadedBatches:
+    """Batches of ``dataset.batch(indices)`` for each index list of ``indices``, built on ``threads`` threads (at
+    most 2 * threads ahead) and yielded in order; each pass over it is one epoch."""
+
+    def __init__(self, dataset: WindowDataset, indices: Iterable[Sequence[int]], threads: int, pin: bool = False):
+        self.dataset, self.indices, self.threads, self.pin = dataset, indices, threads, pin
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def _build(self, idx) -> dict[str, torch.Tensor]:
+        batch = self.dataset.batch(idx)
+        if self.pin and torch.cuda.is_available():
+            batch = {c: t.pin_memory() for c, t in batch.items()}
+        return batch
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        self.dataset._memory_columns()  # one scan before the threads start, not one per thread
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="swm-batches") as pool:
+            pending: deque = deque()
+            try:
+                for idx in self.indices:
+                    pending.append(pool.submit(self._build, idx))
+                    if len(pending) >= 2 * self.threads:
+                        yield pending.popleft().result()
+                while pending:
+                    yield pending.popleft().result()
+            finally:  # an early break: drop what was queued, wait for what is running
+                for f in pending:
+                    f.cancel()
 
 
 def _fixed_row_bytes(t: pa.DataType) -> int | None:

@@ -299,6 +299,35 @@ def test_dataloader_workers_match_single_process(tmp_path):
     assert len(set(starts.tolist())) == len(wd)
 
 
+def test_threaded_loader_matches_single_thread(tmp_path):
+    path = tmp_path / "threads.lance"
+    write(path, [step_episode(e, 15) for e in range(6)], encoding="jpeg")
+    wd = WindowDataset(path, 2, 3, split="all", columns=("pixels", "action", "proprio"))
+    single = list(wd.loader(batch_size=5, shuffle=True, seed=2))
+    loader = wd.loader(batch_size=5, shuffle=True, seed=2, threads=3)
+    assert len(loader) == len(single) == -(-len(wd) // 5)
+    for epoch in range(2):  # each pass is one epoch, the first in the same order as the single-threaded loader
+        threaded = list(loader)
+        assert len(threaded) == len(single)
+        if epoch == 0:
+            for a, b in zip(single, threaded):
+                for k in a:
+                    torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+        starts = torch.cat([b["proprio"][:, 0, 0] + 100 * b["proprio"][:, 0, 1] for b in threaded])
+        assert sorted(starts.tolist()) == sorted(set(starts.tolist())) and len(starts) == len(wd)
+    # an early break leaves nothing running that a new pass would trip on
+    for i, _ in enumerate(loader):
+        if i == 1:
+            break
+    assert len(list(loader)) == len(single)
+    with pytest.raises(ValueError, match="threads=2 and num_workers=1"):
+        wd.loader(threads=2, num_workers=1)
+    with pytest.raises(ValueError, match="threads must be >= 0, got -1"):
+        wd.loader(threads=-1)
+    with pytest.raises(ValueError, match="prefetch_factor"):
+        wd.loader(threads=1, prefetch_factor=2)
+
+
 @pytest.mark.filterwarnings("ignore:lance is not fork-safe")
 def test_plain_fork_after_lance_use_fails_clearly(tmp_path):
     """Lance's runtime does not survive fork(): a forked worker must refuse rather than crash or hang."""

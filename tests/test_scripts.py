@@ -51,6 +51,27 @@ def test_env_speed_benchmark_runs(tmp_path):
     assert np.isfinite(float(out.stdout.split("swm/TwoRoom-v1")[1].split()[1].replace(",", "")))
 
 
+def test_data_throughput_benchmark_runs(tmp_path):
+    """Every format written, read back and timed (1 thread and 2 threads, local and the local S3 server)."""
+    out = run("benchmarks/data_throughput.py", "--episodes", "4", "--image-size", "16", "--max-episode-steps", "30",
+              "--batch-size", "4", "--batches", "2", "--max-seconds", "0.02", "--threads", "2",
+              "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    import json
+
+    report = json.loads((tmp_path / "out" / "data_throughput_16px.json").read_text())
+    measured = {(r["format"], r["cls"], r["source"], r["order"]) for r in report["results"]}
+    for fmt in ("lance", "hdf5", "mp4"):
+        for cls in ("raw", "compressed"):
+            assert {(fmt, cls, s, o) for s in ("local", "cached", "s3") for o in ("random", "sequential")} <= measured
+            assert {(fmt, cls, s) for s in ("cached", "s3")} <= {(r["format"], r["cls"], r["source"])
+                                                                 for r in report["threaded"] if r["threads"] == 2}
+    assert all(r["samples_per_s"] > 0 for r in report["results"] + report["threaded"])
+    lossless = [v for v in report["variants"] if v["cls"] == "raw"]
+    assert lossless and all(v["options"]["psnr_db"] is None for v in lossless)  # raw classes are bit-exact
+    assert "2 threads, one process" in out.stdout and (tmp_path / "out" / "data_throughput_16px.png").exists()
+
+
 def test_interrupted_collect_keeps_commits_and_rerun_appends(tmp_path):
     out = tmp_path / "killed.lance"
     flags = ["scripts/collect.py", "--env-id", "swm/TwoRoom-v1", "--output", str(out), "--num-envs", "1",

@@ -51,6 +51,14 @@ met by constant latents) and recover by 3k steps; at 3k steps the policy prior s
 coordinates (dataset: 20%) and alone reaches 22%, while MPPI over reward + Q reaches 74%; by 9k steps the prior
 has come back to the data (nearest-block distance 0.73 vs 0.71 for held-out data) and both reach 86%. So the
 paper's offline collapse is not reproduced on Two-Room at this scale, only a transient drift of the actor.
+On the README demo's data (400 episodes, 70% expert) the latents do not recover: after the preset's 3k steps
+(seed 0, 22% success, floors 12/16%) the latent spread over a batch is 0.03, the start-goal latent distance
+correlates 0.44 with the true distance, predicting the next latent errs more (0.0015) than predicting the mean
+latent (0.0011), and reward and Q ignore the goal (Q of the recorded actions -1.231 with the right goals, -1.234
+with goals shuffled across 200 pairs; the reward favours small actions, -0.525 for a zero block vs -0.898 for a
+full one, a shortcut the 20% "current" goals reward). The recorded actions rank at the 15th percentile of Q among
+random blocks, so MPPI has nothing to climb. Neither a LayerNorm before SimNorm, nor no shift augmentation, nor
+consistency 1 with the full encoder lr changed this at 1k steps. Reported as measured, not tuned away.
 
 Run: python baselines/tdmpc2_train.py --preset cpu --dataset data/tr.lance --eval-dataset data/tr_val.lance
 Evaluate a checkpoint: python baselines/tdmpc2_train.py --eval-only --resume runs/<run>/model.pt --eval-dataset ...

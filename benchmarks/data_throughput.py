@@ -12,6 +12,9 @@ reported (all variants are in the JSON). Action/proprio: our Lance loader (Windo
 (one scan at open), the HDF5 loader reads them from storage, the MP4 format keeps them in a parquet table loaded at
 open. Every loader returns whole batches (no per-sample split and re-collate).
 
+``--threads N`` (default 2) also times every reader, page cache warm and from S3, with N threads of one process
+building batches at once (each thread its own reader), as ``WindowDataset.loader(threads=N)`` does.
+
 With the `peers` extra installed (stable-worldmodel, hdf5plugin), the package's own LanceDataset and HDF5Dataset are
 timed round-robin with ours on the same files (and on a Lance file its own LanceWriter wrote), as its DataLoader
 calls them (__getitems__ / __getitem__, then default_collate); the ratios ours/theirs are printed.
@@ -673,7 +676,7 @@ if __name__ == "__main__":
                                     "paper": PAPER.get((v.format, v.cls, source)) if order == "random" else None})
                 print(f"  measured {source:6s} {order:10s}: " + ", ".join(
                     f"{v.format} {v.cls} {m[i]['samples_per_s']:,.0f}" for i, v in enumerate(chosen)))
-        # 3. N threads in one process (WindowDataset.loader(threads=N)): every reader gets the same threads
+        # 2b. N threads in one process (WindowDataset.loader(threads=N)): every reader gets the same threads
         if args.threads:
             for source in ("cached", "s3") if args.s3 else ("cached",):
                 factories = {}

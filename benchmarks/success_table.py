@@ -16,9 +16,10 @@ under --out-dir (a result is reused only when the command that made it was the s
 60 held-out), 50 pairs, every CPU preset's own training length (TD-MPC2's 3,000 steps are the slowest part: at
 1,500 its SimNorm latents were still collapsed, z_std 4e-4, so they are not cut), LeWM's CEM at the paper's 300
 samples x 30 iterations (as in the README demo), DINO-WM's CEM at 100 x 10 (its patch-token predictor makes
-300 x 30 too slow for a CPU), MPPI (PLDM) and TD-MPC2's own planner at their defaults. One thread per subprocess, ``--jobs`` (baseline, seed) runs at a
-time (default 2, one per core). Estimated half an hour for Two-Room with --seeds 3 on an idle 2-core CPU (not
-measured: the machine it was written on was shared). --smoke: the seconds-long run the tests use. The default
+300 x 30 too slow for a CPU), MPPI (PLDM) and TD-MPC2's own planner at their defaults. One thread per subprocess,
+``--jobs`` (baseline, seed) runs at a time (default 2, one per core). Measured with --seeds 3 and --jobs 1, two such runs side by
+side on a 2-core CPU: LeWM 5 min, PLDM + DINO-WM + TD-MPC2's planning 28 min; TD-MPC2's training alone took 26 min
+with --jobs 2. From scratch with --jobs 2 that adds up to ~45 min (an estimate, not timed as one run). --smoke: the seconds-long run the tests use. The default
 run uses every preset's own training length and the solvers' paper settings; it is meant for a GPU.
 
 DINO-WM's frozen encoder: the CPU preset's EfficientNet-Lite0 stage, with the ImageNet weights of the

@@ -52,7 +52,7 @@ met by constant latents) and recover by 3k steps; at 3k steps the policy prior s
 coordinates (dataset: 20%) and alone reaches 22%, while MPPI over reward + Q reaches 74%; by 9k steps the prior
 has come back to the data (nearest-block distance 0.73 vs 0.71 for held-out data) and both reach 86%. So the
 paper's offline collapse is not reproduced on Two-Room at this scale, only a transient drift of the actor.
-On the README demo's data (400 episodes, 70% expert) the latents do not recover: after the preset's 3k steps
+On the README demo's data (400 episodes, 70% expert) with goal_discount 0.99 the latents do not recover: after 3k steps
 (seed 0, 22% success, floors 12/16%) the latent spread over a batch is 0.03, the start-goal latent distance
 correlates 0.44 with the true distance, predicting the next latent errs more (0.0015) than predicting the mean
 latent (0.0011), and reward and Q ignore the goal (Q of the recorded actions -1.231 with the right goals, -1.234

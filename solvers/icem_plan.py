@@ -13,6 +13,7 @@ Candidates are clipped to the bounds. Returns the final mean.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -131,23 +132,36 @@ def check_continuous_space(name: str, space) -> None:
                          f"use CategoricalCEMSolver or PGDSolver (with an action_table) for discrete actions")
 
 
-def colored_noise(shape, beta: float, generator: torch.Generator, device=None, dtype=torch.float32) -> torch.Tensor:
-    """Gaussian noise of ``shape`` (..., T) whose power spectrum along the last (time) axis falls as 1/f^beta.
+@functools.lru_cache(maxsize=32)
+def colored_filter(t: int, beta: float, device: str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(T, T) matrix F that colours white noise along time: ``white @ F`` has a power spectrum falling as 1/f^beta.
 
-    Made by scaling the FFT of white noise by f^(-beta/2) (the zero frequency gets the lowest non-zero one's
-    scale) and dividing by the exact std that scaling implies, so every element has unit variance.
+    The colouring is linear: scale the FFT of the noise by f^(-beta/2) (the zero frequency gets the lowest non-zero
+    one's scale), transform back, and divide by the exact std that scaling implies, so every element keeps unit
+    variance. F is that map applied to the rows of the identity, computed once per (T, beta, device, dtype) in
+    float64 on the CPU (MPS has no float64). One small matmul per iteration then replaces an rfft/irfft pair,
+    which on short horizons cost more than the sampling itself.
     """
-    t = shape[-1]
-    white = torch.randn(shape, generator=generator, device=device, dtype=dtype)
-    if beta == 0 or t < 2:
-        return white
-    freqs = torch.fft.rfftfreq(t, dtype=torch.float64)  # on the CPU in float64 (MPS has no float64), then moved
+    freqs = torch.fft.rfftfreq(t, dtype=torch.float64)
     freqs[0] = freqs[1]
     scale = freqs.pow(-beta / 2)
     # variance of irfft(rfft(w) * scale) = mean of scale^2 over the full (two-sided) spectrum
     full = torch.cat([scale, scale[1 : t - t // 2].flip(0)])
-    scale = (scale / full.pow(2).mean().sqrt()).to(device=device, dtype=dtype)
-    return torch.fft.irfft(torch.fft.rfft(white, dim=-1) * scale, n=t, dim=-1)
+    scale = scale / full.pow(2).mean().sqrt()
+    eye = torch.eye(t, dtype=torch.float64)
+    return torch.fft.irfft(torch.fft.rfft(eye, dim=-1) * scale, n=t, dim=-1).to(device=device, dtype=dtype)
+
+
+def colored_noise(shape, beta: float, generator: torch.Generator, device=None, dtype=torch.float32) -> torch.Tensor:
+    """Gaussian noise of ``shape`` (..., T), unit variance per element, whose power spectrum along the last (time)
+    axis falls as 1/f^beta (``colored_filter``)."""
+    t = shape[-1]
+    if beta == 0 or t < 2:
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    # drawn time-first, so the colouring is one (T, T) x (T, N) product: ~7x faster on CPU than (N, T) x (T, T)
+    white = torch.randn((t, math.prod(shape[:-1])), generator=generator, device=device, dtype=dtype)
+    colored = colored_filter(t, float(beta), str(white.device), dtype).T @ white
+    return colored.T.unflatten(0, tuple(shape[:-1]))  # a (..., T) view of the time-first result
 
 
 class ICEMSolver:

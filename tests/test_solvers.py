@@ -400,6 +400,18 @@ def test_colored_noise_has_unit_variance_and_correlates_in_time():
     assert abs(lag1[0]) < 0.02 and lag1[0] < lag1[1] < lag1[2] and lag1[2] > 0.5
 
 
+def test_colored_filter_is_the_fft_scaling_it_replaces():
+    icem = load("icem_plan")
+    for t, beta in ((5, 2.5), (6, 1.0), (2, 3.0)):
+        white = torch.randn(1000, t, generator=torch.Generator().manual_seed(t), dtype=torch.float64)
+        freqs = torch.fft.rfftfreq(t, dtype=torch.float64)
+        freqs[0] = freqs[1]
+        scale = freqs.pow(-beta / 2)
+        full = torch.cat([scale, scale[1 : t - t // 2].flip(0)])  # the two-sided spectrum, by hand
+        fft = torch.fft.irfft(torch.fft.rfft(white, dim=-1) * scale / full.pow(2).mean().sqrt(), n=t, dim=-1)
+        assert torch.allclose(white @ icem.colored_filter(t, beta, "cpu", torch.float64), fft, atol=1e-12)
+
+
 def test_icem_population_decays_and_elites_carry_over_shifted_replans():
     solver = solver_class("icem")(num_samples=100, topk=10, iters=9, seed=0)
     cost = linear_cost(X0.float(), GOAL.float())
@@ -537,6 +549,11 @@ def test_planning_speed_benchmark_counts_the_candidates_each_solver_scores(tmp_p
     assert rows["gd"]["cost_calls"] == 3  # 2 steps + scoring the last iterate
     assert rows["grasp"]["step_calls"] == 2 + (3 - 1)  # 2 parallel relaxed steps, then a 3-step true rollout
     assert all(r["ms_per_plan"] > 0 and r["floor_ms"] > 0 for r in rows.values())
+    for name, r in rows.items():  # model-free solver time: the sampling solvers only
+        sampling = name in bench.SAMPLING
+        assert (r["solver_own_ms"] > 0) == sampling and math.isnan(r["floor_plus_own"]) != sampling
+        if sampling:
+            assert r["floor_plus_own"] > 1
     assert (tmp_path / "s.json").exists() and (tmp_path / "s.png").stat().st_size > 0
 
 

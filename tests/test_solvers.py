@@ -322,6 +322,18 @@ def test_discrete_action_blocks_use_one_categorical_per_env_step():
     assert torch.allclose(cost(plan[:, None])[:, 0], STEP_COST * (GRID_GOAL - GRID_START).abs().sum(1))
 
 
+def test_categorical_sampler_draws_each_row_with_its_probability():
+    sample = load("categorical_cem_plan").sample_categorical
+    probs = torch.softmax(3 * torch.randn(2, 3, 1, 9, generator=torch.Generator().manual_seed(0)), -1)
+    probs[0, 0, 0] = torch.tensor([0, 0.5, 0, 0, 0, 0, 0, 0.5, 0])  # zero-probability rows are never drawn
+    probs[0, 1, 0] = torch.tensor([0, 0, 0, 0, 0, 0, 0, 0, 1.0])  # nor is anything but a sure last row
+    idx = sample(probs, 40_000, torch.Generator().manual_seed(1))
+    assert idx.shape == (2, 40_000, 3, 1) and idx.dtype == torch.int64
+    freq = torch.nn.functional.one_hot(idx, 9).float().mean(1)  # (2, 3, 1, 9)
+    assert (freq - probs).abs().max() < 0.01  # 4 standard errors of a frequency near 0.5
+    assert freq[0, 0, 0, [0, 2, 3, 4, 5, 6, 8]].sum() == 0 and freq[0, 1, 0, 8] == 1
+
+
 def test_categorical_cem_warm_start_is_sample_zero():
     seen = []
     init = GRID_TABLE[torch.randint(0, 5, (4, GRID_H))] + 0.2  # near table rows

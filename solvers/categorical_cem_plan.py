@@ -160,7 +160,7 @@ def sample_categorical(probs: torch.Tensor, num_samples: int, generator: torch.G
     Inverse CDF: row i is drawn when cdf[i-1] <= u < cdf[i], i.e. i = how many of cdf[0..n-2] are <= u (leaving
     out cdf[n-1] = 1, which rounding may put below u). Samples last, so the count over the n rows reduces a middle
     dim, counted in a small int; on CPU that is several times faster than comparing against a trailing n dim
-    (0.17 vs 1.19 ms for 8 x 300 x 5 x 5 draws from 9 rows, timed apart), and it beats Gumbel-max.
+    (8 x 300 x 5 x 5 draws from 9 rows: 0.24 vs 0.59 ms on 1 thread, 0.12 vs 0.33 on 2), and it beats Gumbel-max.
     """
     n = probs.shape[-1]
     u = torch.rand((*probs.shape[:-1], num_samples), generator=generator, device=probs.device, dtype=probs.dtype)

@@ -8,7 +8,7 @@ import numpy as np
 import tyro
 
 from swm_core import MixturePolicy, RandomPolicy, World, expert_policy
-from swm_core.data import open_dataset
+from swm_core.data import check_jpeg_subsampling, open_dataset
 
 
 @dataclass
@@ -35,6 +35,8 @@ class Args:
     """FoV keys to sample per episode, in addition to the env's defaults (e.g. agent.color background; 'all')"""
     encoding: str = "jpeg"
     """image encoding: 'jpeg' or 'raw'"""
+    jpeg_subsampling: str = "444"
+    """JPEG chroma subsampling: '444' (full colour resolution), '422' or '420' (smaller files, faster decoding)"""
     stop_on_success: bool = False
     """end an episode when the env reports success (default: run every episode to max_episode_steps)"""
     commit_every: int = 50
@@ -65,13 +67,17 @@ if __name__ == "__main__":
     args = tyro.cli(Args)
     if args.encoding not in ("jpeg", "raw"):
         raise SystemExit(f"--encoding must be 'jpeg' or 'raw', got {args.encoding!r}")
+    try:
+        check_jpeg_subsampling(args.jpeg_subsampling)
+    except ValueError as err:
+        raise SystemExit(f"--jpeg-subsampling: {err}") from None
     world = World(args.env_id, num_envs=args.num_envs, image_size=args.image_size,
                   max_episode_steps=args.max_episode_steps, seed=args.seed)
     policy = make_policy(args)
     options = {"variation": args.variation} if args.variation else None
     t0 = time.perf_counter()
     world.collect(args.output, episodes=args.episodes, seed=args.seed, options=options, policy=policy,
-                  encoding=args.encoding, stop_on_success=args.stop_on_success, commit_every=args.commit_every)
+                  encoding=args.encoding, jpeg_subsampling=args.jpeg_subsampling, stop_on_success=args.stop_on_success, commit_every=args.commit_every)
     elapsed = time.perf_counter() - t0
     ds = open_dataset(args.output)
     steps = args.episodes * args.max_episode_steps

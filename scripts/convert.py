@@ -31,6 +31,9 @@ class Args:
     """image encoding of a Lance/HDF5 destination: 'jpeg', 'raw' or 'auto' (as in the source)"""
     jpeg_quality: int | None = None
     """JPEG quality when images are (re-)encoded (default: the source's, else 95)"""
+    jpeg_subsampling: str | None = None
+    """JPEG chroma subsampling when images are encoded: '444', '422' or '420' (default: the source's, else '444');
+    frames that are JPEG already are copied unchanged"""
     columns: tuple[str, ...] = ()
     """convert only these columns (episode_idx/step_idx are always kept); default: all"""
     append: bool = False
@@ -110,7 +113,7 @@ if __name__ == "__main__":
         dst_storage_options=storage_options if is_s3(args.dst) else None,
         version=version, tag=args.tag, columns=list(args.columns) or None,
         encoding=None if args.encoding == "auto" else args.encoding, jpeg_quality=args.jpeg_quality,
-        append=args.append, overwrite=args.overwrite, camera_key=args.camera_key, state_key=args.state_key,
+        jpeg_subsampling=args.jpeg_subsampling, append=args.append, overwrite=args.overwrite, camera_key=args.camera_key, state_key=args.state_key,
         chunk_rows=args.chunk_rows, compression=None if args.compression == "none" else args.compression,
         compression_level=args.compression_level, lossless=args.lossless, crf=args.crf, gop=args.gop,
         pix_fmt=args.pix_fmt,

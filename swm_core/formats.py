@@ -355,9 +355,9 @@ def _decode_jpegs(blobs, shape) -> np.ndarray:
     return out
 
 
-def _encode_jpegs(frames: np.ndarray, quality: int) -> np.ndarray:
+def _encode_jpegs(frames: np.ndarray, quality: int, subsampling: str = "444") -> np.ndarray:
     out = np.empty(len(frames), object)
-    out[:] = [swm_data._encode_jpeg(f, quality) for f in frames]
+    out[:] = [swm_data._encode_jpeg(f, quality, subsampling) for f in frames]
     return out
 
 
@@ -1022,9 +1022,17 @@ def _atomic_output(dst: str, overwrite: bool, storage_options=None):
             _remove(tmp)
 
 
-def _meta_for(source: Source, encoding: str, jpeg_quality: int) -> dict:
+def _jpeg_settings(source: Source, jpeg_quality, jpeg_subsampling) -> tuple[int, str]:
+    """(quality, subsampling) for frames encoded to JPEG here: as given, else as the source recorded, else 95 and
+    '444'. Frames that are JPEG already are copied unchanged, so a JPEG source keeps its own."""
+    quality = int(jpeg_quality or source.meta.get("jpeg_quality") or 95)
+    return quality, swm_data.check_jpeg_subsampling(jpeg_subsampling or source.meta.get("jpeg_subsampling") or "444")
+
+
+def _meta_for(source: Source, encoding: str, jpeg_quality: int, jpeg_subsampling: str = "444") -> dict:
     meta = {k: v for k, v in source.meta.items() if k not in ("shapes", "stored_encoding", "episode_ids", "columns")}
-    meta.update({"encoding": encoding, "jpeg_quality": jpeg_quality, "image_columns": list(source.image_columns),
+    meta.update({"encoding": encoding, "jpeg_quality": jpeg_quality, "jpeg_subsampling": jpeg_subsampling,
+                 "image_columns": list(source.image_columns),
                  "shapes": {k: list(v) for k, v in source.shapes.items()}})
     return meta
 
@@ -1052,8 +1060,8 @@ def _write_vlen(dset, row: int, blobs) -> None:
     dset.id.write(h5py.h5s.create_simple((len(x),)), fspace, x)
 
 
-def _create_hdf5_datasets(f, ep: dict, source: Source, N: int, encoding: str, quality: int, chunk_rows: int,
-                          opts: dict) -> None:
+def _create_hdf5_datasets(f, ep: dict, source: Source, N: int, encoding: str, quality: int, subsampling: str,
+                          chunk_rows: int, opts: dict) -> None:
     import h5py
 
     for k, x in ep.items():
@@ -1063,6 +1071,7 @@ def _create_hdf5_datasets(f, ep: dict, source: Source, N: int, encoding: str, qu
                 d = f.create_dataset(k, (N,), dtype=h5py.vlen_dtype(np.uint8), chunks=(min(N, max(chunk_rows, 64)),))
                 d.attrs["shape"] = list(shape)
                 d.attrs["jpeg_quality"] = quality
+                d.attrs["jpeg_subsampling"] = subsampling
             else:
                 chunks = (min(N, chunk_rows), *shape) if chunk_rows else None  # 0: contiguous
                 d = f.create_dataset(k, (N, *shape), np.uint8, chunks=chunks, **opts)
@@ -1072,8 +1081,8 @@ def _create_hdf5_datasets(f, ep: dict, source: Source, N: int, encoding: str, qu
 
 
 def write_hdf5(source: Source, dst, *, images: str = "auto", chunk_rows: int = 1, compression: str | None = "lzf",
-               compression_level: int | None = None, jpeg_quality: int | None = None, overwrite: bool = False,
-               storage_options=None) -> str:
+               compression_level: int | None = None, jpeg_quality: int | None = None,
+               jpeg_subsampling: str | None = None, overwrite: bool = False, storage_options=None) -> str:
     """Write a source as one HDF5 file (see the module docstring); returns ``dst``."""
     import h5py
 
@@ -1090,7 +1099,7 @@ def write_hdf5(source: Source, dst, *, images: str = "auto", chunk_rows: int = 1
     if int(chunk_rows) == 0 and compression is not None:
         raise ValueError("contiguous image datasets (chunk_rows=0) cannot be compressed; pass compression=None")
     encoding = _resolve_encoding(source, images)
-    quality = int(jpeg_quality or source.meta.get("jpeg_quality") or 95)
+    quality, subsampling = _jpeg_settings(source, jpeg_quality, jpeg_subsampling)
     opts = {"compression": compression}
     if compression == "gzip" and compression_level is not None:
         opts["compression_opts"] = int(compression_level)
@@ -1104,7 +1113,7 @@ def write_hdf5(source: Source, dst, *, images: str = "auto", chunk_rows: int = 1
                 if "episode_idx" not in ep:
                     ep = {"episode_idx": np.full(n, e, np.int32), **ep}
                 if e == 0:
-                    _create_hdf5_datasets(f, ep, source, N, encoding, quality, int(chunk_rows), opts)
+                    _create_hdf5_datasets(f, ep, source, N, encoding, quality, subsampling, int(chunk_rows), opts)
                 elif set(ep) != set(f.keys()):
                     raise ValueError(f"{source.path}: episode {e} has columns {sorted(ep)} but episode 0 has "
                                      f"{sorted(f.keys())}")
@@ -1114,7 +1123,7 @@ def write_hdf5(source: Source, dst, *, images: str = "auto", chunk_rows: int = 1
                                          f"expected {n} (mismatched episode lengths)")
                     if k in source.image_columns:
                         if encoding == "jpeg":
-                            blobs = x if _is_jpeg(x) else _encode_jpegs(x, quality)
+                            blobs = x if _is_jpeg(x) else _encode_jpegs(x, quality, subsampling)
                             _write_vlen(f[k], row, blobs)
                             continue
                         else:
@@ -1128,7 +1137,8 @@ def write_hdf5(source: Source, dst, *, images: str = "auto", chunk_rows: int = 1
                 raise ValueError(f"{source.path} holds no episodes")
             f.create_dataset("ep_len", data=np.asarray(source.lengths, np.int32))
             f.create_dataset("ep_offset", data=np.concatenate([[0], np.cumsum(source.lengths)[:-1]]).astype(np.int64))
-            f.attrs["swm"] = json.dumps({**_meta_for(source, encoding, quality), "columns": list(f.keys())})
+            f.attrs["swm"] = json.dumps({**_meta_for(source, encoding, quality, subsampling),
+                                         "columns": list(f.keys())})
     return dst
 
 
@@ -1182,7 +1192,7 @@ def write_mp4(source: Source, dst, *, lossless: bool | None = None, crf: int = 1
                     "lengths": [int(n) for n in source.lengths], "fps": fps, "lossless": bool(lossless),
                     "codec": "libx264rgb" if lossless else "libx264", "crf": None if lossless else int(crf),
                     "gop": int(gop), "pix_fmt": "rgb24" if lossless else pix_fmt,
-                    "meta": _meta_for(source, "raw" if lossless else "jpeg", int(source.meta.get("jpeg_quality") or 95))}
+                    "meta": _meta_for(source, "raw" if lossless else "jpeg", *_jpeg_settings(source, None, None))}
         (tmp / MP4_MANIFEST).write_text(json.dumps(manifest, indent=1))
     return dst
 
@@ -1204,10 +1214,11 @@ def _writer_key(column: str, fov_keys: Sequence[str]) -> str:
 
 
 def write_lance(source: Source, dst, *, encoding: str | None = None, jpeg_quality: int | None = None,
-                append: bool = False, tag: str | None = None, storage_options=None) -> int:
+                jpeg_subsampling: str | None = None, append: bool = False, tag: str | None = None,
+                storage_options=None) -> int:
     """Write a source through :class:`LanceWriter` as one atomic commit; returns the new Lance version."""
     encoding = _resolve_encoding(source, encoding)
-    quality = int(jpeg_quality or source.meta.get("jpeg_quality") or 95)
+    quality, subsampling = _jpeg_settings(source, jpeg_quality, jpeg_subsampling)
     dst = str(dst)
     with s3_errors(dst, storage_options):
         exists = swm_data._try_open(dst, storage_options) is not None
@@ -1221,7 +1232,8 @@ def write_lance(source: Source, dst, *, encoding: str | None = None, jpeg_qualit
     try:
         with s3_errors(dst, storage_options):
             writer = LanceWriter(dst, env_id=source.meta.get("env_id"), image_size=image_size, encoding=encoding,
-                                 jpeg_quality=quality, control_hz=source.meta.get("control_hz"), fov_keys=fov_keys,
+                                 jpeg_quality=quality, jpeg_subsampling=subsampling,
+                                 control_hz=source.meta.get("control_hz"), fov_keys=fov_keys,
                                  storage_options=storage_options, keep_float64=True)
             with writer:
                 first = None
@@ -1307,14 +1319,15 @@ def open_source(path, format: str | None = None, *, storage_options=None, versio
 
 def convert(src, dst, *, src_format: str | None = None, dst_format: str | None = None, storage_options=None,
             dst_storage_options=None, version=None, tag: str | None = None, columns=None, encoding: str | None = None,
-            jpeg_quality: int | None = None, append: bool = False, overwrite: bool = False,
-            camera_key: str | None = None, state_key: str = "observation.state", chunk_rows: int = 1,
+            jpeg_quality: int | None = None, jpeg_subsampling: str | None = None, append: bool = False,
+            overwrite: bool = False, camera_key: str | None = None, state_key: str = "observation.state", chunk_rows: int = 1,
             compression: str | None = "lzf", compression_level: int | None = None, lossless: bool | None = None,
             crf: int = 18, gop: int = 5, pix_fmt: str = "yuv444p") -> dict:
     """Convert ``src`` to ``dst`` (formats detected from the paths unless given). Returns a summary dict:
     src, dst, formats, episodes, rows, seconds and, for a Lance destination, the committed ``version`` (tagged
     ``tag`` when given). ``encoding`` is the image encoding of Lance/HDF5 outputs ('jpeg', 'raw'; default: as in
-    the source). ``dst_storage_options`` defaults to ``storage_options``."""
+    the source); frames encoded to JPEG here use ``jpeg_quality`` and ``jpeg_subsampling`` ('444', '422', '420';
+    default: as the source recorded, else 95 and '444'). ``dst_storage_options`` defaults to ``storage_options``."""
     t0 = time.perf_counter()
     src_format = src_format or detect_format(src, storage_options)
     dst_format = dst_format or detect_format(dst, must_exist=False)
@@ -1332,12 +1345,13 @@ def convert(src, dst, *, src_format: str | None = None, dst_format: str | None =
     out = {"src": str(src), "dst": str(dst), "src_format": src_format, "dst_format": dst_format,
            "episodes": source.num_episodes, "rows": source.num_rows}
     if dst_format == "lance":
-        out["version"] = write_lance(source, dst, encoding=encoding, jpeg_quality=jpeg_quality, append=append,
-                                     tag=tag, storage_options=dst_so)
+        out["version"] = write_lance(source, dst, encoding=encoding, jpeg_quality=jpeg_quality,
+                                     jpeg_subsampling=jpeg_subsampling, append=append, tag=tag, storage_options=dst_so)
         out["tag"] = tag
     elif dst_format == "hdf5":
         write_hdf5(source, dst, images=encoding or "auto", chunk_rows=chunk_rows, compression=compression,
-                   compression_level=compression_level, jpeg_quality=jpeg_quality, overwrite=overwrite,
+                   compression_level=compression_level, jpeg_quality=jpeg_quality,
+                   jpeg_subsampling=jpeg_subsampling, overwrite=overwrite,
                    storage_options=dst_so)
     else:
         write_mp4(source, dst, lossless=lossless, crf=crf, gop=gop, pix_fmt=pix_fmt, overwrite=overwrite,

@@ -324,11 +324,14 @@ class World:
 
     def collect(self, path, episodes: int, seed: int = 0, options: dict | None = None, policy=None,
                 encoding: str = "jpeg", max_episode_steps: int | None = None, stop_on_success: bool = False,
-                commit_every: int = 50, storage_options: dict | None = None, progress: bool = True) -> dict:
+                commit_every: int = 50, storage_options: dict | None = None, progress: bool = True,
+                jpeg_subsampling: str = "444") -> dict:
         """Record ``episodes`` episodes to the Lance dataset at ``path`` (appending if it exists). Every
         ``commit_every`` finished episodes are committed as one atomic Lance version, so an interrupted run
-        leaves the last commit readable and a rerun adds to it."""
-        from swm_core.data import LanceWriter
+        leaves the last commit readable and a rerun adds to it. ``jpeg_subsampling``: see LanceWriter."""
+        from swm_core.data import LanceWriter, check_jpeg_subsampling
+
+        jpeg_subsampling = check_jpeg_subsampling(jpeg_subsampling)  # before any episode runs
 
         budget = max_episode_steps or self.max_episode_steps
         starts = [{"seed": seed + e, "options": options} for e in range(episodes)]
@@ -341,7 +344,7 @@ class World:
             nonlocal writer
             if writer is None:
                 writer = LanceWriter(path, env_id=self.env_id, image_size=self.image_size, encoding=encoding,
-                                     control_hz=self.control_hz, storage_options=storage_options,
+                                     jpeg_subsampling=jpeg_subsampling, control_hz=self.control_hz, storage_options=storage_options,
                                      fov_keys=[k[len("variation."):] for k in self.infos if k.startswith("variation.")])
             buf = buffers[slot]
             if action is None:  # a fresh episode: record observation 0 and the FoV values held for it

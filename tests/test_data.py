@@ -112,6 +112,24 @@ def test_jpeg_round_trip_within_codec_error(tmp_path):
         assert 0 < err < 3, err  # lossy, but close
 
 
+def test_jpeg_subsampling_420_is_smaller_and_still_close(tmp_path):
+    frames = smooth_frames(6, 64, seed=3)
+    size, err = {}, {}
+    for sub in ("444", "420"):
+        path = tmp_path / f"{sub}.lance"
+        write(path, [{"pixels": frames, "action": np.zeros((6, 2), np.float32)}], jpeg_subsampling=sub)
+        ds = open_dataset(path)
+        assert ds.metadata["jpeg_subsampling"] == sub
+        blobs = lance.dataset(path).to_table(columns=["pixels"]).column("pixels").to_pylist()
+        assert {simplejpeg.decode_jpeg_header(b)[3] for b in blobs} == {sub}  # what the file really holds
+        size[sub] = sum(map(len, blobs))
+        err[sub] = np.abs(ds.read_episode(0, ["pixels"])["pixels"].astype(np.int16) - frames).mean()
+    assert size["420"] < 0.8 * size["444"] and err["444"] < err["420"] < 4, (size, err)
+    with pytest.raises(ValueError, match=r"jpeg_subsampling must be one of \('444', '422', '420'\), got '411'"):
+        LanceWriter(tmp_path / "bad.lance", jpeg_subsampling="411")
+    assert not (tmp_path / "bad.lance").exists()
+
+
 def test_dtypes_are_preserved(tmp_path):
     T = 5
     path = tmp_path / "dtypes.lance"

@@ -119,6 +119,24 @@ def test_lance_hdf5_lance_jpeg_keeps_jpeg(tmp_path):
     assert np.abs(frames.astype(int) - eps[2]["pixels"]).mean() < 3  # within JPEG error of the true frames
 
 
+def test_raw_frames_encode_with_the_chosen_jpeg_subsampling(tmp_path):
+    src = tmp_path / "raw.lance"
+    make_lance(src, "raw")
+    formats.convert(src, tmp_path / "a.lance", encoding="jpeg", jpeg_subsampling="420")
+    formats.convert(src, tmp_path / "a.h5", encoding="jpeg", jpeg_subsampling="4:2:2")
+    blobs = lance.dataset(tmp_path / "a.lance").to_table(columns=["pixels"]).column(0).to_pylist()
+    assert {simplejpeg.decode_jpeg_header(b)[3] for b in blobs} == {"420"}
+    assert open_dataset(tmp_path / "a.lance").metadata["jpeg_subsampling"] == "420"
+    with h5py.File(tmp_path / "a.h5") as f:
+        assert f["pixels"].attrs["jpeg_subsampling"] == "422"
+        assert simplejpeg.decode_jpeg_header(f["pixels"][3].tobytes())[3] == "422"
+    formats.convert(tmp_path / "a.h5", tmp_path / "b.lance")  # JPEG bytes copied: the source's subsampling kept
+    assert open_dataset(tmp_path / "b.lance").metadata["jpeg_subsampling"] == "422"
+    with pytest.raises(ValueError, match="jpeg_subsampling must be one of"):
+        formats.convert(src, tmp_path / "c.h5", encoding="jpeg", jpeg_subsampling="411")
+    assert not (tmp_path / "c.h5").exists()
+
+
 def test_jpeg_bytes_and_float64_survive_round_trips(tmp_path):
     src, h5, back = tmp_path / "a.lance", tmp_path / "a.h5", tmp_path / "b.lance"
     make_lance(src, "jpeg")
@@ -295,7 +313,18 @@ def test_stable_worldmodel_lance_readable_and_convertible(tmp_path):
     assert np.abs(ra["pixels"].astype(int) - rb["pixels"]).mean() <= 1.0
 
 
-def test_layouts_match_the_stable_worldmodel_package(tmp_path):
+@pytest.fixture
+def gym_registry_kept():
+    """Importing stable_worldmodel registers its own swm/* envs under our ids; later tests must get ours back."""
+    import gymnasium as gym
+
+    saved = dict(gym.envs.registry)
+    yield
+    gym.envs.registry.clear()
+    gym.envs.registry.update(saved)
+
+
+def test_layouts_match_the_stable_worldmodel_package(tmp_path, gym_registry_kept):
     """Against the installed package (the optional `peers` extra): its readers load our JPEG Lance and HDF5 files
     window for window as ours do, and we read the files its own writers produce."""
     swm_pkg = pytest.importorskip("stable_worldmodel.data")

@@ -20,9 +20,10 @@ def test_collect_script_writes_and_appends(tmp_path):
     out = tmp_path / "tr.lance"
     flags = ["scripts/collect.py", "--env-id", "swm/TwoRoom-v1", "--output", str(out), "--episodes", "3",
              "--num-envs", "2", "--max-episode-steps", "12", "--policy", "mix", "--variation", "agent.color"]
-    first = run(*flags)
+    first = run(*flags, "--jpeg-subsampling", "420")
     assert first.returncode == 0, first.stderr[-2000:]
     assert "dataset now holds 3 episodes, 39 rows" in first.stdout
+    assert open_dataset(out).metadata["jpeg_subsampling"] == "420"
     second = run(*flags, "--seed", "100")
     assert second.returncode == 0, second.stderr[-2000:]
     ds = open_dataset(out)
@@ -41,6 +42,9 @@ def test_collect_script_bad_input_is_named(tmp_path):
     assert not (tmp_path / "y.lance").exists() or open_dataset(tmp_path / "y.lance").num_episodes == 0
     bad_policy = run("scripts/collect.py", "--output", str(tmp_path / "z.lance"), "--policy", "smart")
     assert bad_policy.returncode != 0 and "--policy must be one of" in bad_policy.stderr
+    bad_sub = run("scripts/collect.py", "--output", str(tmp_path / "s.lance"), "--jpeg-subsampling", "4:1:1")
+    assert bad_sub.returncode != 0 and "jpeg_subsampling must be one of ('444', '422', '420'), got '4:1:1'" in bad_sub.stderr
+    assert not (tmp_path / "s.lance").exists()
 
 
 def test_env_speed_benchmark_runs(tmp_path):
@@ -55,7 +59,7 @@ def test_data_throughput_benchmark_runs(tmp_path):
     """Every format written, read back and timed (1 thread and 2 threads, local and the local S3 server)."""
     out = run("benchmarks/data_throughput.py", "--episodes", "4", "--image-size", "16", "--max-episode-steps", "30",
               "--batch-size", "4", "--batches", "2", "--max-seconds", "0.02", "--threads", "2",
-              "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out"))
+              "--jpeg-subsampling", "420", "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out"))
     assert out.returncode == 0, out.stderr[-3000:]
     import json
 
@@ -69,6 +73,8 @@ def test_data_throughput_benchmark_runs(tmp_path):
     assert all(r["samples_per_s"] > 0 for r in report["results"] + report["threaded"])
     lossless = [v for v in report["variants"] if v["cls"] == "raw"]
     assert lossless and all(v["options"]["psnr_db"] is None for v in lossless)  # raw classes are bit-exact
+    jpeg = {v["format"]: v["codec"] for v in report["variants"] if v["codec"].startswith("JPEG")}
+    assert jpeg == {"lance": "JPEG q95 420", "hdf5": "JPEG q95 420 bytes (vlen)"}
     assert "2 threads, one process" in out.stdout and (tmp_path / "out" / "data_throughput_16px.png").exists()
 
 

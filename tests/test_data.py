@@ -207,7 +207,7 @@ def test_windows_return_exact_frames_and_actions(tmp_path, encoding):
 
 
 @pytest.mark.parametrize("encoding", ["raw", "jpeg"])
-def test_batch_path_is_exact(tmp_path, encoding, monkeypatch):
+def test_batch_path_is_exact(tmp_path, encoding):
     """``batch()`` / ``loader()`` (one take, columns in memory, frames decoded once) return exactly the frames and
     actions of the per-sample path and of the rows written (JPEG: the stored bytes decoded)."""
     path = tmp_path / f"fast_{encoding}.lance"
@@ -226,12 +226,6 @@ def test_batch_path_is_exact(tmp_path, encoding, monkeypatch):
     assert batch["action"].dtype == torch.float32 and batch["step_idx"].dtype == torch.int32
     for k, v in stored.batch(idx).items():
         torch.testing.assert_close(batch[k], v, rtol=0, atol=0)
-    import swm_core.data as swm_data
-
-    monkeypatch.setattr(swm_data, "_FRESH_PAGES_BYTES", 0)  # the path of batches too large to reuse memory
-    for k, v in fast.batch(idx).items():
-        torch.testing.assert_close(batch[k], v, rtol=0, atol=0)
-    monkeypatch.undo()
     for i, j in enumerate(idx):
         sample = fast[j]
         for k in cols:

@@ -41,7 +41,7 @@ import torch
 import tyro
 
 from swm_core import MixturePolicy, RandomPolicy, World, expert_policy, formats
-from swm_core.data import WindowDataset, check_jpeg_subsampling, open_dataset
+from swm_core.data import WindowDataset, check_jpeg_subsampling, keep_large_allocations, open_dataset
 
 # Paper (GPU cluster, 224 px Push-T, samples/s; disk in bytes). Lance rows are its default JPEG layout; HDF5 stores
 # raw uint8 frames; MP4 is H.264.
@@ -86,6 +86,9 @@ class Args:
     """re-record and re-convert even when the files exist"""
     seed: int = 0
     """seed of the recording and of the random window order"""
+    keep_allocations: bool = True
+    """call swm_core.data.keep_large_allocations() first (glibc keeps freed big buffers for reuse); it applies to
+    every reader in this process alike. --no-keep-allocations measures glibc's default"""
     jpeg_subsampling: str = "444"
     """chroma subsampling of our JPEG files: '444' (full colour) or '420' (what stable-worldmodel's writer uses:
     ~2.5x smaller at 224 px, faster to decode); the HDF5 JPEG file holds the same bytes"""
@@ -616,6 +619,8 @@ if __name__ == "__main__":
     args = tyro.cli(Args)
     torch.set_num_threads(1)  # as in DataLoader workers; torch.stack's thread pool stalls on a busy CPU
     command = "python benchmarks/data_throughput.py " + " ".join(sys.argv[1:])
+    if args.keep_allocations:  # process-wide: every reader below, ours and the peers', gets the same allocator
+        print(f"keep_large_allocations(): {keep_large_allocations()}")
     root, out_dir = Path(args.data_dir), Path(args.out_dir)
     root.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,8 @@ column ``fixed_size_list<float32>``) are read too: binary columns are taken to b
   "forkserver": Lance is not fork-safe, and a forked worker of a process that used Lance refuses to read.
   ``loader(threads=N)`` builds the batches on N threads of this process instead (the take and the JPEG decoding
   run without the GIL), in the same order; it hides S3 latency without worker processes.
+- ``keep_large_allocations()``: opt-in, process-wide glibc setting that lets large batch buffers be reused
+  instead of faulted in afresh (2.3x faster 224 px raw-frame batches here).
 """
 
 from __future__ import annotations
@@ -182,6 +184,31 @@ def _is_not_found(err: Exception) -> bool:
 
 _LANCE_PID: int | None = None  # the process that first used Lance through this module
 _SESSION: LanceSession | None = None
+
+
+def keep_large_allocations(threshold_bytes: int = 1 << 30) -> bool:
+    """Let glibc serve and keep allocations up to ``threshold_bytes`` from its heap, for the whole process.
+
+    By default glibc maps every allocation above 32 MiB fresh from the kernel and unmaps it on free, so each
+    large batch (a Lance ``take`` of 224 px raw frames: 38.5 MB for 64 windows x 4 frames) faults in ~9,400 new
+    pages. Raising the mmap (and trim) threshold makes freed buffers reusable: on this project's 2-core machine
+    a 224 px raw-frame batch went from 33.5 to 14.7 ms (Lance take 24.1 -> 8.9 ms). The price: freed memory stays
+    with the process (its peak), as in most training jobs. Call it once, early; ``data_throughput.py`` does.
+    Returns False (and changes nothing) where the C library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    if int(threshold_bytes) < 0:
+        raise ValueError(f"threshold_bytes must be >= 0, got {threshold_bytes!r}")
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    threshold = min(int(threshold_bytes), 2**31 - 1)  # mallopt takes a C int
+    return bool(mallopt(m_mmap_threshold, threshold)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
 def _session() -> LanceSession:

@@ -5,7 +5,8 @@ Layout: one row per env step, episodes contiguous. Row t holds observation t and
 (H, W, C) column such as ``pixels``/``goal``) as JPEG bytes (``binary``) or raw (``fixed_size_binary``); vectors
 as ``fixed_size_list<dtype>[dim]``; scalars keep their type. A FoV key ``agent.color`` recorded as
 ``variation.agent.color`` becomes the column ``variation__agent__color``. The schema metadata key ``swm`` holds
-JSON: env_id, image_size, encoding, control_hz, fov_keys, image_columns, shapes, format_version.
+JSON: env_id, image_size, encoding, jpeg_quality, jpeg_subsampling, control_hz, fov_keys, image_columns, shapes,
+format_version.
 
 Datasets written by the stable-worldmodel package (no ``swm`` metadata, JPEG ``binary`` images, every numeric
 column ``fixed_size_list<float32>``) are read too: binary columns are taken to be JPEG images.
@@ -353,8 +354,8 @@ class LanceWriter:
     of the buffered episodes when the block raises. On an existing dataset, episode ids continue from its
     largest one and every episode must match its schema. An image column may also be given as a 1-D object
     array of JPEG bytes (encoding='jpeg'): stored unchanged. Frames are encoded at ``jpeg_quality`` with
-    ``jpeg_subsampling`` chroma ('444' default, '422', '420': smaller and faster to decode). ``keep_float64`` keeps every float64 column at full
-    precision (default: only ``FLOAT64_COLUMNS``). Past ``max_buffer_bytes`` buffered, episodes are written as
+    ``jpeg_subsampling`` chroma ('444' default, '422', '420': smaller and faster to decode). ``keep_float64``
+    keeps every float64 column at full precision (default: only ``FLOAT64_COLUMNS``). Past ``max_buffer_bytes`` buffered, episodes are written as
     data files that no version references until ``commit()`` adds them all in one atomic commit.
     """
 
@@ -970,7 +971,11 @@ class WindowDataset(torch.utils.data.Dataset):
             for c in frame_cols:
                 arr = _single(table.column(c))
                 if c in self.image_columns:
-                    frames = torch.from_numpy(np.empty((B * T, *self.shapes[c]), np.uint8))  # see _FRESH_PAGES
+                    # numpy, not torch.empty: above 32 MiB (glibc's largest mmap threshold) every allocation gets
+                    # fresh pages from the kernel, and numpy asks for transparent huge pages (madvise) where torch
+                    # does not. Touching a 38.5 MB buffer took 16 ms from torch.empty and 2 ms from np.empty; a
+                    # 224 px 4:2:0 JPEG batch (64 windows x 4 frames) went from 41 to 22 ms (take 3 + decode 18).
+                    frames = torch.from_numpy(np.empty((B * T, *self.shapes[c]), np.uint8))
                     _gather_images(arr, self.shapes[c], first, inverse, frames.numpy())
                     out[c] = frames.view(B, T, *self.shapes[c])
                 else:
@@ -1019,12 +1024,6 @@ class ThreadedBatches:
                 for f in pending:
                     f.cancel()
 
-
-# _FRESH_PAGES: a batch's image buffer is allocated by numpy, not torch.empty. Above 32 MiB (glibc's largest mmap
-# threshold) every allocation gets fresh pages from the kernel; numpy asks for transparent huge pages on large
-# arrays (madvise), torch does not, and faulting in 4 KiB pages dominated big batches: touching a 38.5 MB buffer
-# took 16 ms from torch.empty and 2 ms from np.empty, and a 224 px 4:2:0 JPEG batch (64 windows x 4 frames) went
-# from 41 to 22 ms (take 3 ms + decode 18 ms), idle machine, one thread.
 
 
 def _fixed_row_bytes(t: pa.DataType) -> int | None:

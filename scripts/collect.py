@@ -77,7 +77,8 @@ if __name__ == "__main__":
     options = {"variation": args.variation} if args.variation else None
     t0 = time.perf_counter()
     world.collect(args.output, episodes=args.episodes, seed=args.seed, options=options, policy=policy,
-                  encoding=args.encoding, jpeg_subsampling=args.jpeg_subsampling, stop_on_success=args.stop_on_success, commit_every=args.commit_every)
+                  encoding=args.encoding, jpeg_subsampling=args.jpeg_subsampling, stop_on_success=args.stop_on_success,
+                  commit_every=args.commit_every)
     elapsed = time.perf_counter() - t0
     ds = open_dataset(args.output)
     steps = args.episodes * args.max_episode_steps

@@ -267,9 +267,11 @@ class ICEMSolver:
             candidates = torch.addcmul(mean[:, None], std[:, None], noise)
             candidates[:, 0] = mean
             if kept is not None:
-                fresh = candidates[:, 1 : 1 + kept.shape[1]]
-                mask = reused if i == 0 else torch.ones_like(reused)
-                candidates[:, 1 : 1 + kept.shape[1]] = torch.where(mask[:, None, None, None], kept, fresh)
+                slots = candidates[:, 1 : 1 + kept.shape[1]]
+                if i == 0:  # only the envs whose last plan this one continues get its elites back
+                    slots.copy_(torch.where(reused[:, None, None, None], kept, slots))
+                else:
+                    slots.copy_(kept)
             candidates = candidates.clamp_(low, high)
             costs = evaluate_costs(name, cost_fn, candidates)
             population.append(s)
@@ -277,11 +279,11 @@ class ICEMSolver:
             elite_costs, idx = torch.topk(costs, self.topk, dim=1, largest=False, sorted=True)
             elites = torch.gather(candidates, 1, idx[:, :, None, None].expand(-1, -1, h, d))
             kept = elites[:, : self.num_elites_kept] if self.num_elites_kept else None
-            a = self.momentum
             elite_mean = elites.mean(dim=1)
             elite_std = (elites - elite_mean[:, None]).pow_(2).mean(dim=1).sqrt_()  # faster than Tensor.std on CPU
-            mean = a * mean + (1 - a) * elite_mean
-            std = (a * std + (1 - a) * elite_std).clamp_min(self.min_std)
+            # momentum a: a * old + (1 - a) * elite statistic, as one lerp each
+            mean = torch.lerp(elite_mean, mean, self.momentum)
+            std = torch.lerp(elite_std, std, self.momentum).clamp_min_(self.min_std)
         if kept is not None:
             self._memory[b] = (mean.clone(), kept.clone())
         self.last_info = {"best_cost": elite_costs[:, 0], "mean_cost": costs[:, 0], "iterations": self.iters,

@@ -263,16 +263,21 @@ class ICEMSolver:
         population, evals = [], 0
         for i in range(self.iters):
             s = self.population(i)
-            noise = colored_noise((b, s, d, h), self.noise_beta, gen, init.device, init.dtype).transpose(-1, -2)
-            candidates = torch.addcmul(mean[:, None], std[:, None], noise)
+            # slot 0 is the mean, then the kept elites; after the first iteration every env carries its elites,
+            # so noise is drawn only for the slots after them (the mean and the elites lie inside the bounds)
+            carry = kept is not None and i > 0
+            first = 1 + kept.shape[1] if carry else 0
+            noise = colored_noise((b, s - first, d, h), self.noise_beta, gen, init.device, init.dtype)
+            candidates = torch.empty((b, s, h, d), device=init.device, dtype=init.dtype)
+            torch.addcmul(mean[:, None], std[:, None], noise.transpose(-1, -2), out=candidates[:, first:])
+            candidates[:, first:].clamp_(low, high)
             candidates[:, 0] = mean
-            if kept is not None:
+            if carry:
+                candidates[:, 1:first] = kept
+            elif kept is not None:  # first iteration: only envs whose last plan this one continues get its elites
                 slots = candidates[:, 1 : 1 + kept.shape[1]]
-                if i == 0:  # only the envs whose last plan this one continues get its elites back
-                    slots.copy_(torch.where(reused[:, None, None, None], kept, slots))
-                else:
-                    slots.copy_(kept)
-            candidates = candidates.clamp_(low, high)
+                slots.copy_(torch.where(reused[:, None, None, None], kept, slots))
+                candidates.clamp_(low, high)  # a warm start's new tail may lie outside the bounds
             costs = evaluate_costs(name, cost_fn, candidates)
             population.append(s)
             evals += b * s

@@ -18,7 +18,7 @@ Issue targets: every sampling solver <= 1.05x the floor and >= 1.5x faster than 
 
 Measured on an idle 2-core CPU (2 threads, --repeats 5): the solvers' own time is 11-13 ms per plan (CEM, MPPI,
 predictive sampling, categorical CEM; ~2/3 of it torch.randn/rand), i.e. 1.03x a 370 ms floor on the default MLP
-64/256; iCEM 7.6 ms on its 3.5x smaller floor (1.07x). That fixed cost is why the two targets pull apart on a
+64/256; iCEM 6.7 ms on its 3.3x smaller floor (1.06x). That fixed cost is why the two targets pull apart on a
 CPU: on a tiny MLP 32/64 (floor 56 ms) the same plans are 1.3x the floor while 1.9-2.1x faster than
 stable-worldmodel's batch-1 CEM (its 240 small calls cost 2.4x our floor); on 64/256 we are 1.2x faster than it.
 

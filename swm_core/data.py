@@ -119,11 +119,16 @@ def _decode_jpeg_into(data, out: np.ndarray) -> None:
 
 
 def _jpeg_shape(data) -> tuple[int, int, int]:
+    return _jpeg_header(data)[:3]
+
+
+def _jpeg_header(data) -> tuple[int, int, int, str | None]:
+    """(height, width, channels, chroma subsampling: '444'/'422'/'420'/..., 'Gray', or None where unknown)."""
     if simplejpeg is not None:
-        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(bytes(data))
-        return height, width, 1 if colorspace.lower() == "gray" else 3
+        height, width, colorspace, subsampling = simplejpeg.decode_jpeg_header(bytes(data))
+        return height, width, 1 if colorspace.lower() == "gray" else 3, subsampling
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    return img.shape[0], img.shape[1], 1 if img.ndim == 2 else img.shape[2]
+    return img.shape[0], img.shape[1], 1 if img.ndim == 2 else img.shape[2], None
 
 
 # ------------------------------------------------------------------------------------------ Arrow <-> numpy
@@ -385,6 +390,8 @@ class LanceWriter:
         self.encoding = encoding
         self.jpeg_quality = int(jpeg_quality)
         self.jpeg_subsampling = check_jpeg_subsampling(jpeg_subsampling)
+        self._given_subsampling: set[str] = set()  # read from the headers of JPEG frames given as bytes
+        self._encoded_colour = False  # whether any colour frame was encoded here (with jpeg_subsampling)
         self.env_id = env_id
         self.image_size = image_size
         self.control_hz = control_hz
@@ -427,11 +434,13 @@ class LanceWriter:
                     f"column {name!r}: JPEG-encoded frames need encoding='jpeg', not {self.encoding!r}"
                 )
             try:
-                shapes = {tuple(_jpeg_shape(b)) for b in x}
+                headers = [_jpeg_header(b) for b in x]
             except Exception as err:
                 raise ValueError(f"column {name!r}: object values that are not JPEG images: {err}") from None
+            shapes = {h[:3] for h in headers}
             if len(shapes) != 1:
                 raise ValueError(f"column {name!r}: JPEG frames of different shapes {sorted(shapes)}")
+            self._given_subsampling.update(h[3] for h in headers if h[3] not in (None, "Gray"))
             return pa.array([bytes(b) for b in x], type=pa.binary()), shapes.pop(), True
         if x.dtype == np.uint8 and x.ndim == 4:
             if self.encoding == "jpeg":
@@ -441,6 +450,7 @@ class LanceWriter:
                         "use encoding='raw'"
                     )
                 arr = pa.array(_encode_frames(x, self.jpeg_quality, self.jpeg_subsampling), type=pa.binary())
+                self._encoded_colour |= x.shape[-1] == 3
             else:
                 size = int(np.prod(x.shape[1:]))
                 buf = pa.py_buffer(np.ascontiguousarray(x).reshape(-1))
@@ -463,6 +473,15 @@ class LanceWriter:
         values = pa.array(np.ascontiguousarray(x).reshape(-1))
         return pa.FixedSizeListArray.from_arrays(values, dim), row_shape, False
 
+    def _stored_subsampling(self) -> str:
+        """What the colour JPEG frames of the first episode (which fixes the metadata) hold: jpeg_subsampling for
+        frames encoded here, the headers' value for frames given as bytes (a stable-worldmodel file's 4:2:0, say),
+        'mixed' when they differ."""
+        kinds = self._given_subsampling | ({self.jpeg_subsampling} if self._encoded_colour else set())
+        if len(kinds) > 1:
+            return "mixed"
+        return kinds.pop() if kinds else self.jpeg_subsampling
+
     def _metadata(self, image_columns: list[str]) -> dict:
         image_size = self.image_size
         if image_size is None and image_columns:
@@ -474,7 +493,7 @@ class LanceWriter:
             "image_size": image_size,
             "encoding": self.encoding,
             "jpeg_quality": self.jpeg_quality,
-            "jpeg_subsampling": self.jpeg_subsampling,
+            "jpeg_subsampling": self._stored_subsampling(),
             "control_hz": self.control_hz,
             "fov_keys": self.fov_keys,
             "image_columns": image_columns,

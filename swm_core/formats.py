@@ -1029,6 +1029,16 @@ def _jpeg_settings(source: Source, jpeg_quality, jpeg_subsampling) -> tuple[int,
     return quality, swm_data.check_jpeg_subsampling(jpeg_subsampling or source.meta.get("jpeg_subsampling") or "444")
 
 
+def _copied_subsampling(ep: dict, source: Source, subsampling: str) -> str:
+    """The subsampling an output's JPEG frames will hold: that of the first image frame when the source's frames
+    are JPEG already (they are copied, not re-encoded), else ``subsampling``."""
+    for c in source.image_columns:
+        if c in ep and _is_jpeg(ep[c]) and len(ep[c]):
+            found = swm_data._jpeg_header(bytes(ep[c][0]))[3]
+            return found if found not in (None, "Gray") else subsampling
+    return subsampling
+
+
 def _meta_for(source: Source, encoding: str, jpeg_quality: int, jpeg_subsampling: str = "444") -> dict:
     meta = {k: v for k, v in source.meta.items() if k not in ("shapes", "stored_encoding", "episode_ids", "columns")}
     meta.update({"encoding": encoding, "jpeg_quality": jpeg_quality, "jpeg_subsampling": jpeg_subsampling,
@@ -1113,6 +1123,7 @@ def write_hdf5(source: Source, dst, *, images: str = "auto", chunk_rows: int = 1
                 if "episode_idx" not in ep:
                     ep = {"episode_idx": np.full(n, e, np.int32), **ep}
                 if e == 0:
+                    subsampling = _copied_subsampling(ep, source, subsampling) if encoding == "jpeg" else subsampling
                     _create_hdf5_datasets(f, ep, source, N, encoding, quality, subsampling, int(chunk_rows), opts)
                 elif set(ep) != set(f.keys()):
                     raise ValueError(f"{source.path}: episode {e} has columns {sorted(ep)} but episode 0 has "

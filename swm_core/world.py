@@ -344,7 +344,8 @@ class World:
             nonlocal writer
             if writer is None:
                 writer = LanceWriter(path, env_id=self.env_id, image_size=self.image_size, encoding=encoding,
-                                     jpeg_subsampling=jpeg_subsampling, control_hz=self.control_hz, storage_options=storage_options,
+                                     jpeg_subsampling=jpeg_subsampling, control_hz=self.control_hz,
+                                     storage_options=storage_options,
                                      fov_keys=[k[len("variation."):] for k in self.infos if k.startswith("variation.")])
             buf = buffers[slot]
             if action is None:  # a fresh episode: record observation 0 and the FoV values held for it

@@ -126,6 +126,12 @@ def test_jpeg_subsampling_420_is_smaller_and_still_close(tmp_path):
         size[sub] = sum(map(len, blobs))
         err[sub] = np.abs(ds.read_episode(0, ["pixels"])["pixels"].astype(np.int16) - frames).mean()
     assert size["420"] < 0.8 * size["444"] and err["444"] < err["420"] < 4, (size, err)
+    # frames given as JPEG bytes are stored as they are, and the metadata says what their headers say
+    given = np.array([simplejpeg.encode_jpeg(f, 95, colorsubsampling="420") for f in frames], dtype=object)
+    write(tmp_path / "given.lance", [{"pixels": given, "action": np.zeros((6, 2), np.float32)}])
+    assert open_dataset(tmp_path / "given.lance").metadata["jpeg_subsampling"] == "420"
+    write(tmp_path / "mixed.lance", [{"pixels": given, "goal": frames, "action": np.zeros((6, 2), np.float32)}])
+    assert open_dataset(tmp_path / "mixed.lance").metadata["jpeg_subsampling"] == "mixed"
     with pytest.raises(ValueError, match=r"jpeg_subsampling must be one of \('444', '422', '420'\), got '411'"):
         LanceWriter(tmp_path / "bad.lance", jpeg_subsampling="411")
     assert not (tmp_path / "bad.lance").exists()

@@ -132,6 +132,10 @@ def test_raw_frames_encode_with_the_chosen_jpeg_subsampling(tmp_path):
         assert simplejpeg.decode_jpeg_header(f["pixels"][3].tobytes())[3] == "422"
     formats.convert(tmp_path / "a.h5", tmp_path / "b.lance")  # JPEG bytes copied: the source's subsampling kept
     assert open_dataset(tmp_path / "b.lance").metadata["jpeg_subsampling"] == "422"
+    formats.convert(tmp_path / "a.lance", tmp_path / "b.h5", jpeg_subsampling="444")  # copied, so still 4:2:0
+    with h5py.File(tmp_path / "b.h5") as f:
+        assert f["pixels"].attrs["jpeg_subsampling"] == "420"
+        assert simplejpeg.decode_jpeg_header(f["pixels"][0].tobytes())[3] == "420"
     with pytest.raises(ValueError, match="jpeg_subsampling must be one of"):
         formats.convert(src, tmp_path / "c.h5", encoding="jpeg", jpeg_subsampling="411")
     assert not (tmp_path / "c.h5").exists()

@@ -87,6 +87,16 @@ class Args:
     # data
     dataset: str = "data/two_room.lance"
     """path (or s3:// URI) of the Lance trajectory dataset (needs `pixels`, `action` and, with --proprio, `proprio`)"""
+    dataset_version: str | None = None
+    """version number or tag of --dataset to train on (default: its latest version)"""
+    endpoint: str | None = None
+    """S3 endpoint URL for an s3:// --dataset (default: $AWS_ENDPOINT_URL), e.g. http://127.0.0.1:9000"""
+    access_key_id: str | None = None
+    """S3 access key (default: $AWS_ACCESS_KEY_ID)"""
+    secret_access_key: str | None = None
+    """S3 secret key (default: $AWS_SECRET_ACCESS_KEY)"""
+    region: str | None = None
+    """S3 region (default: $AWS_REGION)"""
     history: int = 3
     """number of context frames the predictor sees (windows hold history + 1 frames)"""
     frameskip: int = 5
@@ -193,12 +203,12 @@ def preset_defaults(argv: list[str]) -> Args:
     raise ValueError(f"--preset {name!r} is unknown; allowed: 'paper', 'cpu'")
 
 
-def check_finite(loss: float, step: int, last_checkpoint=None) -> float:
-    """Stop training with an error naming the step if the loss is NaN or infinite."""
-    if not math.isfinite(loss):
+def check_finite(value: float, step: int, last_checkpoint=None, what: str = "loss") -> float:
+    """Stop training with an error naming the step if the loss (or gradient norm) is NaN or infinite."""
+    if not math.isfinite(value):
         kept = f"; the last good checkpoint is {last_checkpoint}" if last_checkpoint else "; no checkpoint was written"
-        raise FloatingPointError(f"loss became {loss} at step {step}{kept}")
-    return loss
+        raise FloatingPointError(f"{what} became {value} at step {step}{kept}")
+    return value
 
 
 # ------------------------------------------------------------------------------------------ frozen encoder
@@ -766,6 +776,11 @@ def load_pretrained_encoder(model: DINOWM, args: Args):
     model.encoder.net.load_state_dict(net.state_dict())
 
 
+def public_args(args) -> dict:
+    """The run's flags as saved in checkpoints and logged to wandb: without the S3 credentials."""
+    return {k: v for k, v in vars(args).items() if k not in ("access_key_id", "secret_access_key")}
+
+
 def save_training_state(path: Path, model, config, stats, optimizer, step, args, metrics, env_id):
     """model.pt via swm_core.checkpoint (frozen encoder included, env_id in the extras), plus optim.pt beside it."""
     from swm_core.checkpoint import save_checkpoint
@@ -776,17 +791,21 @@ def save_training_state(path: Path, model, config, stats, optimizer, step, args,
     torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp)
     os.replace(tmp, optim_path)
     save_checkpoint(path, model, config=config, stats=stats, env_id=env_id, step=step,
-                    args=json.loads(json.dumps(vars(args))), metrics=metrics)  # fmt: skip
+                    args=json.loads(json.dumps(public_args(args))), metrics=metrics)  # fmt: skip
     return path
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args, default=preset_defaults(sys.argv[1:]))
-    from swm_core.checkpoint import load_checkpoint, read_checkpoint
+    from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint
     from swm_core.data import WindowDataset, open_dataset
+    from swm_core.formats import is_s3, s3_storage_options
 
     encoder_source(args)  # flag conflicts fail before any work
-    dataset = open_dataset(args.dataset)
+    storage_options = (s3_storage_options(args.endpoint, args.access_key_id, args.secret_access_key, args.region)
+                       if is_s3(args.dataset) else None)  # fmt: skip
+    version = int(args.dataset_version) if str(args.dataset_version).isdigit() else args.dataset_version
+    dataset = open_dataset(args.dataset, storage_options, version)
     check_columns(dataset, args.proprio)
     action_dim = dataset.shape_of("action")[0]
     proprio_dim = int(np.prod(dataset.shape_of("proprio"))) if args.proprio else 0
@@ -800,7 +819,7 @@ if __name__ == "__main__":
             os.environ["WANDB_MODE"] = "offline"
         import wandb
 
-        wandb.init(project=args.wandb_project, entity=args.wandb_entity, name=run_name, config=vars(args),
+        wandb.init(project=args.wandb_project, entity=args.wandb_entity, name=run_name, config=public_args(args),
                    dir=str(out_path.parent))  # fmt: skip
 
     random.seed(args.seed)
@@ -812,7 +831,8 @@ if __name__ == "__main__":
     # data
     columns = ("pixels", "action", "proprio") if args.proprio else ("pixels", "action")
     window = dict(num_steps=args.history + 1, frameskip=args.frameskip, columns=columns,
-                  val_fraction=args.val_fraction, seed=args.seed)  # fmt: skip
+                  val_fraction=args.val_fraction, seed=args.seed,
+                  storage_options=storage_options, version=version)  # fmt: skip
     train_set = WindowDataset(args.dataset, split="train", **window)
     val_set = WindowDataset(args.dataset, split="val", **window)
     # Lance is not fork-safe once the parent has used it (workers crash or hang), so workers are spawned.
@@ -828,8 +848,10 @@ if __name__ == "__main__":
     # model (the frozen encoder's weights come from the checkpoint when resuming: no hub access)
     start_step = 0
     if args.resume:
-        check_resume_compatible(read_checkpoint(args.resume)["config"], action_dim, args.frameskip, proprio_dim,
-                                args.resume)  # fmt: skip
+        resume_ckpt = read_checkpoint(args.resume)
+        check_class(resume_ckpt, "DINOWM", args.resume)  # before the shapes: "holds a LeWM" says more
+        check_env(resume_ckpt, env_id, args.resume, f"the env of --dataset {args.dataset}")
+        check_resume_compatible(resume_ckpt["config"], action_dim, args.frameskip, proprio_dim, args.resume)
         model, ckpt = load_checkpoint(args.resume, expected_class="DINOWM")
         config, stats = ckpt["config"], ckpt["stats"]
         start_step = int(ckpt["extra"].get("step", 0))
@@ -864,7 +886,7 @@ if __name__ == "__main__":
         batches = loader_batches(train_loader)
 
     # training loop
-    step, last_ckpt, metrics = start_step, None, {}
+    step, last_ckpt, metrics = start_step, args.resume, {}
     loop_start, wait_time, window_start, window_steps = time.perf_counter(), 0.0, time.perf_counter(), 0
     while step < args.total_steps:
         t0 = time.perf_counter()
@@ -877,6 +899,7 @@ if __name__ == "__main__":
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(trainable, args.grad_clip if args.grad_clip > 0 else float("inf"))
+        check_finite(grad_norm.item(), step, last_ckpt, "gradient norm")  # a NaN step would poison the weights
         optimizer.step()
         step += 1
         window_steps += 1

@@ -89,6 +89,7 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere in the repo
 
 from swm_core.data import WindowDataset, open_dataset  # noqa: E402
+from swm_core.formats import is_s3, s3_storage_options  # noqa: E402
 
 
 @dataclass
@@ -113,6 +114,16 @@ class Args:
     # data
     dataset: str = "data/two_room.lance"
     """path (or s3:// URI) of the Lance trajectory dataset (needs pixels, action, state)"""
+    dataset_version: str | None = None
+    """version number or tag of --dataset to train on (default: its latest version)"""
+    endpoint: str | None = None
+    """S3 endpoint URL for an s3:// --dataset (default: $AWS_ENDPOINT_URL), e.g. http://127.0.0.1:9000"""
+    access_key_id: str | None = None
+    """S3 access key (default: $AWS_ACCESS_KEY_ID)"""
+    secret_access_key: str | None = None
+    """S3 secret key (default: $AWS_SECRET_ACCESS_KEY)"""
+    region: str | None = None
+    """S3 region (default: $AWS_REGION)"""
     frameskip: int = 5
     """env steps per model step (the model's action_block)"""
     horizon: int = 3
@@ -295,7 +306,9 @@ def two_hot(x, num_bins: int = 101, vmin: float = -10.0, vmax: float = 10.0):
         raise ValueError(f"two_hot needs num_bins >= 2, got {num_bins}")
     y = symlog(x).clamp(vmin, vmax)
     pos = (y - vmin) / ((vmax - vmin) / (num_bins - 1))
-    lower = pos.floor().clamp(0, num_bins - 2)
+    # a NaN target (a diverged TD target) gets NaN weights at bin 0, so the loss turns NaN and training stops
+    # naming the step, instead of scatter_ failing on a garbage index
+    lower = torch.nan_to_num(pos.floor(), nan=0.0).clamp(0, num_bins - 2)
     upper_weight = (pos - lower).unsqueeze(-1)
     lower = lower.long().unsqueeze(-1)
     out = torch.zeros(*x.shape, num_bins, device=x.device, dtype=x.dtype)
@@ -616,7 +629,7 @@ class GoalWindowDataset(WindowDataset):
 
     def __init__(self, path, num_steps: int, frameskip: int, success: SuccessRule, split: str = "train",
                  val_fraction: float = 0.1, seed: int = 0, goal_probs=(0.2, 0.5, 0.3), goal_discount: float = 0.99,
-                 storage_options=None):  # fmt: skip
+                 storage_options=None, version=None):  # fmt: skip
         probs = np.asarray(goal_probs, dtype=np.float64)
         if probs.shape != (3,) or (probs < 0).any() or not np.isclose(probs.sum(), 1.0):
             raise ValueError(f"goal probabilities (current, future, random) must be 3 non-negative numbers summing "
@@ -624,7 +637,8 @@ class GoalWindowDataset(WindowDataset):
         if not 0.0 <= goal_discount < 1.0:
             raise ValueError(f"goal_discount must be in [0, 1), got {goal_discount}")
         super().__init__(path, num_steps=num_steps, frameskip=frameskip, columns=("pixels", "action", "state"),
-                         split=split, val_fraction=val_fraction, seed=seed, storage_options=storage_options)  # fmt: skip
+                         split=split, val_fraction=val_fraction, seed=seed, storage_options=storage_options,
+                         version=version)  # fmt: skip
         td = open_dataset(self.path, self.storage_options, version=self.version)
         pos = {int(e): i for i, e in enumerate(td.episode_ids)}
         idx = np.array([pos[int(e)] for e in self.episode_ids], dtype=np.int64)
@@ -774,15 +788,16 @@ class TDMPC2Solver:
     def _costs(self, cost_fn, candidates):
         costs = cost_fn(candidates)
         if tuple(costs.shape) != tuple(candidates.shape[:2]):
-            raise ValueError(f"cost_fn must return (B, S) = {tuple(candidates.shape[:2])}, got {tuple(costs.shape)}")
+            raise ValueError(f"TDMPC2Solver: cost_fn must return (B, S) = {tuple(candidates.shape[:2])}, "
+                             f"got {tuple(costs.shape)}")
         if torch.isnan(costs).any():
-            raise ValueError(f"cost_fn returned NaN for {int(torch.isnan(costs).sum())} candidates")
+            raise ValueError(f"TDMPC2Solver: cost_fn returned NaN for {int(torch.isnan(costs).sum())} candidates")
         return costs
 
     @torch.no_grad()
     def __call__(self, cost_fn, init, low, high):
         if not torch.is_tensor(init) or init.dim() != 3:
-            raise ValueError(f"init must be a (B, H, D) tensor, got {getattr(init, 'shape', type(init))}")
+            raise ValueError(f"TDMPC2Solver: init must be a (B, H, D) tensor, got {getattr(init, 'shape', type(init))}")
         B, H, D = init.shape
         low = torch.as_tensor(low, dtype=init.dtype, device=init.device).expand(D)
         high = torch.as_tensor(high, dtype=init.dtype, device=init.device).expand(D)
@@ -1021,6 +1036,11 @@ def make_optimizers(model, args):
     return optimizer, pi_optimizer
 
 
+def public_args(args) -> dict:
+    """The run's flags as saved in checkpoints and logged to wandb: without the S3 credentials."""
+    return {k: v for k, v in vars(args).items() if k not in ("access_key_id", "secret_access_key")}
+
+
 def save_training_state(path: Path, model, config, stats, optimizers, step, args, metrics, env_id):
     """model.pt via swm_core.checkpoint (env_id in its extras), plus optim.pt (both optimizers, step) beside it."""
     from swm_core.checkpoint import save_checkpoint
@@ -1032,13 +1052,13 @@ def save_training_state(path: Path, model, config, stats, optimizers, step, args
                tmp)  # fmt: skip
     os.replace(tmp, optim_path)
     save_checkpoint(path, model, config=config, stats=stats, step=step, env_id=env_id,
-                    args=json.loads(json.dumps(vars(args))), metrics=metrics)  # fmt: skip
+                    args=json.loads(json.dumps(public_args(args))), metrics=metrics)  # fmt: skip
     return path
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args, default=preset_defaults(sys.argv[1:]))
-    from swm_core.checkpoint import load_checkpoint, read_checkpoint
+    from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint
 
     check_eval_args(args)
     random.seed(args.seed)
@@ -1054,7 +1074,10 @@ if __name__ == "__main__":
         evaluate_policies(model, args, device)
         sys.exit(0)
 
-    dataset = open_dataset(args.dataset)
+    storage_options = (s3_storage_options(args.endpoint, args.access_key_id, args.secret_access_key, args.region)
+                       if is_s3(args.dataset) else None)  # fmt: skip
+    version = int(args.dataset_version) if str(args.dataset_version).isdigit() else args.dataset_version
+    dataset = open_dataset(args.dataset, storage_options, version)
     check_columns(dataset)
     env_id = dataset.metadata.get("env_id")
     success = SuccessRule(env_id, args.success_distance)
@@ -1068,13 +1091,14 @@ if __name__ == "__main__":
             os.environ["WANDB_MODE"] = "offline"
         import wandb
 
-        wandb.init(project=args.wandb_project, entity=args.wandb_entity, name=run_name, config=vars(args),
+        wandb.init(project=args.wandb_project, entity=args.wandb_entity, name=run_name, config=public_args(args),
                    dir=str(out_path.parent))  # fmt: skip
 
     # data
     window = dict(num_steps=args.horizon + 1, frameskip=args.frameskip, success=success,
                   val_fraction=args.val_fraction, seed=args.seed, goal_discount=args.goal_discount,
-                  goal_probs=(args.goal_current, args.goal_future, args.goal_random))  # fmt: skip
+                  goal_probs=(args.goal_current, args.goal_future, args.goal_random),
+                  storage_options=storage_options, version=version)  # fmt: skip
     train_set = GoalWindowDataset(args.dataset, split="train", **window)
     val_set = GoalWindowDataset(args.dataset, split="val", **window)
     # spawned workers: a forked child that reads Lance after the parent did can hang (lance is not fork-safe)
@@ -1093,7 +1117,10 @@ if __name__ == "__main__":
     # model and optimizers
     start_step = 0
     if args.resume:
-        config = read_checkpoint(args.resume)["config"]
+        resume_ckpt = read_checkpoint(args.resume)
+        check_class(resume_ckpt, "TDMPC2", args.resume)
+        check_env(resume_ckpt, env_id, args.resume, f"the env of --dataset {args.dataset}")
+        config = resume_ckpt["config"]
         if config["action_dim"] != action_dim or config["action_block"] != args.frameskip:
             raise ValueError(f"--resume {args.resume} was trained with action_dim {config['action_dim']} and "
                              f"action_block {config['action_block']}, but the dataset gives action_dim {action_dim} "
@@ -1117,7 +1144,7 @@ if __name__ == "__main__":
         optimizers[1].load_state_dict(state["pi_optimizer"])
 
     # training loop
-    step, last_ckpt, metrics = start_step, None, {}
+    step, last_ckpt, metrics = start_step, args.resume, {}
     data_iter = iter(train_loader)
     loop_start, wait_time, window_start, window_steps = time.perf_counter(), 0.0, time.perf_counter(), 0
     while step < args.total_steps:
@@ -1136,12 +1163,14 @@ if __name__ == "__main__":
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_([p for g in optimizers[0].param_groups for p in g["params"]],
                                              args.grad_clip)  # fmt: skip
+        check_finite(grad_norm.item(), step, last_ckpt, name="gradient norm")  # a NaN step would poison the weights
         optimizers[0].step()
         pi_loss, log_pi = policy_loss(model, zs, zg, args)
         check_finite(pi_loss.item(), step, last_ckpt, name="policy loss")
         optimizers[1].zero_grad(set_to_none=True)
         pi_loss.backward()
         pi_grad_norm = nn.utils.clip_grad_norm_(model._pi.parameters(), args.grad_clip)
+        check_finite(pi_grad_norm.item(), step, last_ckpt, name="policy gradient norm")
         optimizers[1].step()
         model.soft_update_targets(args.tau)
         step += 1

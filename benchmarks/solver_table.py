@@ -7,8 +7,9 @@ plan and env (sequences scored by the world model; gradient solvers' evaluations
 one-step passes over the horizon count as one sequence each).
 
 A second group (the efficiency group) answers: which cheaper setting (iCEM with population decay, CEM and
-predictive sampling with fewer samples, all warm-started from the previous plan's tail) matches CEM 300x30's
-success with >= 5x fewer model evaluations? It plans its own ``efficiency_episodes`` pairs (100 by default), the
+predictive sampling with fewer samples) matches CEM 300x30's success with >= 5x fewer model evaluations? Every
+setting executes each 5-step plan whole (the scripts' default receding horizon = horizon), so no plan has an
+unexecuted tail to warm-start from: the savings are the samples' and iterations' alone. It plans its own ``efficiency_episodes`` pairs (100 by default), the
 same pairs for every setting. Success is compared pair by pair with a 95% interval on the mean difference: "yes"
 when the whole interval lies above -margin (10 points: non-inferior), "no" when it lies below 0 (worse),
 "unclear" otherwise (more pairs needed; 100 pairs give intervals of about +-8 points). ``--no-table`` runs the

@@ -8,7 +8,8 @@ import numpy as np
 import tyro
 
 from swm_core import MixturePolicy, RandomPolicy, World, expert_policy
-from swm_core.data import check_jpeg_subsampling, open_dataset
+from swm_core.data import check_jpeg_subsampling, check_tag, open_dataset, tag_version
+from swm_core.formats import is_s3, s3_storage_options
 
 
 @dataclass
@@ -43,6 +44,16 @@ class Args:
     """finished episodes per atomic Lance commit (an interrupted run keeps every committed batch)"""
     seed: int = 0
     """episode e is reset with seed seed + e; policies are seeded from it too"""
+    tag: str | None = None
+    """tag the dataset version this run ends on with this name (checked before anything is recorded)"""
+    endpoint: str | None = None
+    """S3 endpoint URL for an s3:// --output (default: $AWS_ENDPOINT_URL), e.g. http://127.0.0.1:9000"""
+    access_key_id: str | None = None
+    """S3 access key (default: $AWS_ACCESS_KEY_ID)"""
+    secret_access_key: str | None = None
+    """S3 secret key (default: $AWS_SECRET_ACCESS_KEY)"""
+    region: str | None = None
+    """S3 region (default: $AWS_REGION)"""
 
 
 def make_policy(args: Args):
@@ -71,6 +82,13 @@ if __name__ == "__main__":
         check_jpeg_subsampling(args.jpeg_subsampling)
     except ValueError as err:
         raise SystemExit(f"--jpeg-subsampling: {err}") from None
+    storage_options = (s3_storage_options(args.endpoint, args.access_key_id, args.secret_access_key, args.region)
+                       if is_s3(args.output) else None)  # fmt: skip
+    if args.tag is not None:
+        try:
+            check_tag(args.tag, args.output, storage_options)
+        except ValueError as err:
+            raise SystemExit(f"--tag: {err}") from None
     world = World(args.env_id, num_envs=args.num_envs, image_size=args.image_size,
                   max_episode_steps=args.max_episode_steps, seed=args.seed)
     policy = make_policy(args)
@@ -78,9 +96,11 @@ if __name__ == "__main__":
     t0 = time.perf_counter()
     world.collect(args.output, episodes=args.episodes, seed=args.seed, options=options, policy=policy,
                   encoding=args.encoding, jpeg_subsampling=args.jpeg_subsampling, stop_on_success=args.stop_on_success,
-                  commit_every=args.commit_every)
+                  commit_every=args.commit_every, storage_options=storage_options)
     elapsed = time.perf_counter() - t0
-    ds = open_dataset(args.output)
+    if args.tag is not None:
+        print(f"tagged version {tag_version(args.output, args.tag, None, storage_options)} as {args.tag!r}")
+    ds = open_dataset(args.output, storage_options)
     steps = args.episodes * args.max_episode_steps
     print(f"wrote {args.episodes} episodes to {args.output} in {elapsed:.1f}s ({steps / elapsed:,.0f} steps/s); "
           f"dataset now holds {ds.num_episodes} episodes, {ds.num_rows} rows")

@@ -12,6 +12,7 @@ Returns the best sequence seen; its indices are in ``solver.last_indices`` / ``l
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -128,12 +129,18 @@ def check_action_table(name: str, action_table, device=None) -> torch.Tensor:
 
 
 def check_discrete_space(name: str, space, n: int) -> None:
-    """Raise unless ``space`` is a Discrete space with as many actions as the table has rows."""
-    if not isinstance(space, gym.spaces.Discrete):
-        raise ValueError(f"{name} plans discrete actions: expected a Discrete({n}) action space, got {space}; "
-                         f"use a continuous solver (cem, icem, mppi, ...) for Box actions")
-    if int(space.n) != n:
-        raise ValueError(f"{name}: the action_table has {n} rows but the action space is {space}")
+    """Raise unless ``space`` is a Discrete space with as many actions as the table has rows, or a MultiDiscrete
+    one with as many combinations (the table then lists them in ``np.ravel_multi_index`` order)."""
+    if isinstance(space, gym.spaces.Discrete):
+        count = int(space.n)
+    elif isinstance(space, gym.spaces.MultiDiscrete):
+        count = int(np.prod(space.nvec))
+    else:
+        raise ValueError(f"{name} plans discrete actions: expected a Discrete({n}) or MultiDiscrete action space "
+                         f"with {n} combinations, got {space}; use a continuous solver (cem, icem, mppi, ...) for "
+                         f"Box actions, or give this one a grid of the Box as its action_table")
+    if count != n:
+        raise ValueError(f"{name}: the action_table has {n} rows but the action space {space} has {count} actions")
 
 
 def table_slots(name: str, table: torch.Tensor, init: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> int:
@@ -274,6 +281,18 @@ def print_table(title: str, rows: list[dict]) -> None:
               f"{r['success_unsolved_pct']:>22.1f}{r['mean_steps_to_success']:>18.1f}{r['ms_per_plan']:>9.0f}")
 
 
+def env_action_table(env, space, bins: int) -> torch.Tensor:
+    """The table of actions to plan over: a discrete env's own ``action_table`` (Discrete: one row per action;
+    MultiDiscrete: one per combination), or for a Box env a grid of ``bins`` values per dim inside it."""
+    if isinstance(space, gym.spaces.Box):
+        return grid_action_table(space, bins)
+    table = getattr(env.unwrapped, "action_table", None)
+    if table is None:
+        raise SystemExit(f"the env's action space is {space} but the env has no action_table (the continuous "
+                         f"action of each discrete action) to plan with")
+    return torch.as_tensor(np.asarray(table), dtype=torch.float32)
+
+
 def grid_action_table(space: gym.spaces.Box, bins: int) -> torch.Tensor:
     """Discretize a Box action space: every combination of ``bins`` evenly spaced values per dim (bins**A rows)."""
     if bins < 2:
@@ -285,7 +304,7 @@ def grid_action_table(space: gym.spaces.Box, bins: int) -> torch.Tensor:
 
 def main(args: Args) -> dict:
     from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
-    from swm_core.checkpoint import load_checkpoint
+    from swm_core.checkpoint import check_env, load_checkpoint
     from swm_core.data import open_dataset
 
     device = pick_device(args.device)
@@ -296,13 +315,13 @@ def main(args: Args) -> dict:
     env_id = args.env_id or ckpt["extra"].get("env_id") or (dataset.metadata.get("env_id") if dataset else None)
     if env_id is None:
         raise SystemExit("cannot tell which env to plan in: pass --env-id")
+    check_env(ckpt, env_id, args.checkpoint)
     image_size = int(getattr(model, "image_size", 0) or (dataset.metadata.get("image_size") if dataset else 64))
     world = World(env_id, num_envs=args.num_envs, image_size=image_size, max_episode_steps=args.eval_budget,
                   seed=args.seed)
-    table = grid_action_table(world.action_space, args.bins)
+    table = env_action_table(world.envs[0], world.action_space, args.bins)
     solver = CategoricalCEMSolver(table, num_samples=args.num_samples, topk=args.topk, iters=args.iters,
                                   smoothing=args.smoothing, seed=args.seed)
-    # the env is continuous: the solver plans over the grid of table actions inside its Box
     results = {"args": asdict(args), "env_id": env_id, "tables": {}}
     protocols = []
     if dataset is not None:
@@ -313,8 +332,10 @@ def main(args: Args) -> dict:
         protocols.append(("episodic", lambda p, video=None: world.evaluate(
             p, episodes=args.episodes, seed=args.seed, max_episode_steps=args.eval_budget)))
     for protocol, run in protocols:
-        policy = MPCPolicy(model, solver, horizon=args.horizon, receding_horizon=args.receding_horizon,
-                           warm_start=args.warm_start, device=device)
+        # a fresh copy of the unused solver per protocol: its random stream and warm-start memory start anew, so a
+        # protocol's numbers do not depend on which protocols ran before it
+        policy = MPCPolicy(model, copy.deepcopy(solver), horizon=args.horizon,
+                           receding_horizon=args.receding_horizon, warm_start=args.warm_start, device=device)
         t0 = time.perf_counter()
         result = run(policy, args.video if protocol == "dataset" else None)
         rows = [summarize("ccem", result, time.perf_counter() - t0, policy.num_plans)]

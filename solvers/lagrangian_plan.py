@@ -12,7 +12,7 @@ Without ``constraint_fn`` it is plain projected gradient descent. Returns, per e
 
 from __future__ import annotations
 
-import functools
+import copy
 import json
 import math
 import time
@@ -156,6 +156,8 @@ class LagrangianSolver:
         seed: seed of the solver's own ``torch.Generator``.
         device: where to plan; ``None`` plans on the device of ``init``.
         action_table: must be None (continuous solver).
+        constraint_fn: constraints of the solver's own (e.g. ``action_norm_constraint``), imposed together with
+            those a call passes (a world model's ``get_constraints``, through ``model_kwargs``).
 
     NaN costs or constraint values raise a ValueError. ``last_info``: ``best_cost`` (B,) cost of the returned
     sequence, ``max_violation`` (B,) its largest positive g (0 when feasible), ``multipliers`` (B, C) its lambda,
@@ -167,11 +169,12 @@ class LagrangianSolver:
     def __init__(self, num_samples: int = 4, outer_steps: int = 5, inner_iters: int = 50, lr: float = 0.3,
                  min_lr_ratio: float = 0.01, rho: float = 1.0, rho_growth: float = 2.0, rho_max: float = 1e4,
                  feasibility_tol: float = 1e-3, init_noise_std: float = 0.5, seed: int = 0,
-                 device: str | torch.device | None = None, action_table=None):
+                 device: str | torch.device | None = None, action_table=None, constraint_fn=None):
         name = type(self).__name__
         if action_table is not None:
             raise ValueError(f"{name} plans continuous actions: expected no action_table, got a discrete action "
                              f"table ({_describe(action_table)}); use CategoricalCEMSolver or PGDSolver")
+        self.constraint_fn = constraint_fn
         if num_samples < 1 or outer_steps < 1 or inner_iters < 1 or lr <= 0:
             raise ValueError(f"{name}: need num_samples, outer_steps, inner_iters >= 1 and lr > 0; got "
                              f"{num_samples}, {outer_steps}, {inner_iters}, {lr}")
@@ -206,6 +209,11 @@ class LagrangianSolver:
 
     def __call__(self, cost_fn, init, low, high, constraint_fn=None) -> torch.Tensor:
         name = type(self).__name__
+        own, given = self.constraint_fn, constraint_fn
+        if own is not None and given is not None:  # both sets of constraints, side by side along C
+            constraint_fn = lambda candidates: torch.cat([own(candidates), given(candidates)], dim=-1)  # noqa: E731
+        elif own is not None:
+            constraint_fn = own
         init, low, high = check_problem(name, init, low, high, self.device)
         gen = self.generator(init.device)
         (b, h, d), s = init.shape, self.num_samples
@@ -305,7 +313,7 @@ def action_norm_constraint(action_dim: int, max_norm: float):
 
 def main(args: Args) -> dict:
     from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
-    from swm_core.checkpoint import load_checkpoint
+    from swm_core.checkpoint import check_env, load_checkpoint
     from swm_core.data import open_dataset
 
     device = pick_device(args.device)
@@ -316,15 +324,16 @@ def main(args: Args) -> dict:
     env_id = args.env_id or ckpt["extra"].get("env_id") or (dataset.metadata.get("env_id") if dataset else None)
     if env_id is None:
         raise SystemExit("cannot tell which env to plan in: pass --env-id")
+    check_env(ckpt, env_id, args.checkpoint)
     image_size = int(getattr(model, "image_size", 0) or (dataset.metadata.get("image_size") if dataset else 64))
     world = World(env_id, num_envs=args.num_envs, image_size=image_size, max_episode_steps=args.eval_budget,
                   seed=args.seed)
+    norm_limit = None if args.max_action_norm is None else action_norm_constraint(
+        int(np.prod(world.action_space.shape)), args.max_action_norm)
     solver = LagrangianSolver(num_samples=args.num_samples, outer_steps=args.outer_steps,
-                              inner_iters=args.inner_iters, lr=args.lr, rho=args.rho, seed=args.seed)
+                              inner_iters=args.inner_iters, lr=args.lr, rho=args.rho, seed=args.seed,
+                              constraint_fn=norm_limit)  # with the model's get_constraints, if it has one
     solver.check_action_space(world.action_space)
-    if args.max_action_norm is not None:  # MPCPolicy calls solver(cost_fn, init, low, high)
-        solver = functools.partial(solver, constraint_fn=action_norm_constraint(
-            int(np.prod(world.action_space.shape)), args.max_action_norm))
     results = {"args": asdict(args), "env_id": env_id, "tables": {}}
     protocols = []
     if dataset is not None:
@@ -335,8 +344,10 @@ def main(args: Args) -> dict:
         protocols.append(("episodic", lambda p, video=None: world.evaluate(
             p, episodes=args.episodes, seed=args.seed, max_episode_steps=args.eval_budget)))
     for protocol, run in protocols:
-        policy = MPCPolicy(model, solver, horizon=args.horizon, receding_horizon=args.receding_horizon,
-                           warm_start=args.warm_start, device=device)
+        # a fresh copy of the unused solver per protocol: its random stream and warm-start memory start anew, so a
+        # protocol's numbers do not depend on which protocols ran before it
+        policy = MPCPolicy(model, copy.deepcopy(solver), horizon=args.horizon,
+                           receding_horizon=args.receding_horizon, warm_start=args.warm_start, device=device)
         t0 = time.perf_counter()
         result = run(policy, args.video if protocol == "dataset" else None)
         rows = [summarize("lagrangian", result, time.perf_counter() - t0, policy.num_plans)]

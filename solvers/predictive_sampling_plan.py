@@ -9,6 +9,7 @@ with the noise shrinking by ``std_decay``, turn it into a simple random local se
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -216,7 +217,7 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 def main(args: Args) -> dict:
     from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
-    from swm_core.checkpoint import load_checkpoint
+    from swm_core.checkpoint import check_env, load_checkpoint
     from swm_core.data import open_dataset
 
     device = pick_device(args.device)
@@ -227,6 +228,7 @@ def main(args: Args) -> dict:
     env_id = args.env_id or ckpt["extra"].get("env_id") or (dataset.metadata.get("env_id") if dataset else None)
     if env_id is None:
         raise SystemExit("cannot tell which env to plan in: pass --env-id")
+    check_env(ckpt, env_id, args.checkpoint)
     image_size = int(getattr(model, "image_size", 0) or (dataset.metadata.get("image_size") if dataset else 64))
     world = World(env_id, num_envs=args.num_envs, image_size=image_size, max_episode_steps=args.eval_budget,
                   seed=args.seed)
@@ -244,8 +246,10 @@ def main(args: Args) -> dict:
         protocols.append(("episodic", lambda p, video=None: world.evaluate(
             p, episodes=args.episodes, seed=args.seed, max_episode_steps=args.eval_budget)))
     for protocol, run in protocols:
-        policy = MPCPolicy(model, solver, horizon=args.horizon, receding_horizon=args.receding_horizon,
-                           warm_start=args.warm_start, device=device)
+        # a fresh copy of the unused solver per protocol: its random stream and warm-start memory start anew, so a
+        # protocol's numbers do not depend on which protocols ran before it
+        policy = MPCPolicy(model, copy.deepcopy(solver), horizon=args.horizon,
+                           receding_horizon=args.receding_horizon, warm_start=args.warm_start, device=device)
         t0 = time.perf_counter()
         result = run(policy, args.video if protocol == "dataset" else None)
         rows = [summarize("ps", result, time.perf_counter() - t0, policy.num_plans)]

@@ -115,14 +115,20 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     return ckpt
 
 
-def load_checkpoint(path, map_location="cpu", expected_class: str | None = None):
-    """Rebuild the model saved at ``path``. Returns ``(model, ckpt)``; ``ckpt['stats']`` holds the normalizers."""
-    ckpt = read_checkpoint(path, map_location)
-    if expected_class is not None and ckpt["class_name"] != expected_class:
+def check_class(ckpt: dict, expected_class: str, path) -> None:
+    """Raise ValueError unless the checkpoint ``ckpt`` (read from ``path``) holds an ``expected_class`` model."""
+    if ckpt["class_name"] != expected_class:
         raise ValueError(
             f"{path} holds a {ckpt['class_name']} (from {ckpt['script']}), but this script trains "
             f"{expected_class}; pass a {expected_class} checkpoint"
         )
+
+
+def load_checkpoint(path, map_location="cpu", expected_class: str | None = None):
+    """Rebuild the model saved at ``path``. Returns ``(model, ckpt)``; ``ckpt['stats']`` holds the normalizers."""
+    ckpt = read_checkpoint(path, map_location)
+    if expected_class is not None:
+        check_class(ckpt, expected_class, path)
     module = _import_script(ckpt["script"])
     cls = module.__dict__.get(ckpt["class_name"])
     if not (isinstance(cls, type) and issubclass(cls, nn.Module) and cls.__module__ == module.__name__):
@@ -135,3 +141,14 @@ def load_checkpoint(path, map_location="cpu", expected_class: str | None = None)
     model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
     model.eval()
     return model, ckpt
+
+
+def check_env(ckpt: dict, env_id: str | None, path, what: str = "the env to plan in") -> None:
+    """Raise ValueError when the checkpoint ``ckpt`` (read from ``path``) was trained on an env whose states,
+    frames or dynamics differ from ``env_id`` (an env and its discrete-action variants share them)."""
+    from swm_core.envs import same_dynamics
+
+    trained = (ckpt.get("extra") or {}).get("env_id")
+    if trained and env_id and not same_dynamics(trained, env_id):
+        raise ValueError(f"checkpoint {path} was trained on {trained!r}, but {what} is {env_id!r}: pass a "
+                         f"checkpoint trained on {env_id!r} (or on an env with the same dynamics)")

@@ -27,6 +27,7 @@ column ``fixed_size_list<float32>``) are read too: binary columns are taken to b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import deque
@@ -262,6 +263,22 @@ def _connection_error(path, storage_options, err: Exception) -> ConnectionError 
     return None
 
 
+@contextlib.contextmanager
+def _reading(path, storage_options=None, what: str = "data"):
+    """Re-raise a failed read of a Lance dataset as ConnectionError naming the endpoint (unreachable S3) or as
+    ValueError naming the dataset and what was read (truncated data files, a corrupt manifest, a bad JPEG)."""
+    try:
+        yield
+    except ConnectionError:
+        raise
+    except (OSError, ValueError) as err:  # lance and pyarrow (ArrowInvalid is a ValueError), simplejpeg
+        conn = _connection_error(path, storage_options, err)
+        if conn is not None:
+            raise conn from None
+        raise ValueError(f"cannot read {what} of the Lance dataset {os.fspath(path)!r} (truncated or corrupted "
+                         f"files?): {type(err).__name__}: {err}") from err
+
+
 def _lance_open(path: str, version=None, storage_options=None) -> lance.LanceDataset:
     """lance.dataset with clear errors: FileNotFoundError for a missing path, ValueError for a bad version,
     ConnectionError naming the endpoint of an unreachable S3 server."""
@@ -273,7 +290,7 @@ def _lance_open(path: str, version=None, storage_options=None) -> lance.LanceDat
         conn = _connection_error(path, storage_options, err)
         if conn is not None:
             raise conn from None
-        raise
+        raise ValueError(f"{path!r} is not a readable Lance dataset (truncated or corrupted?): {err}") from err
     if version is None:
         return ds
     if not isinstance(version, (int, np.integer, str)) or isinstance(version, bool):
@@ -360,7 +377,8 @@ class LanceWriter:
     largest one and every episode must match its schema. An image column may also be given as a 1-D object
     array of JPEG bytes (encoding='jpeg'): stored unchanged. Frames are encoded at ``jpeg_quality`` with
     ``jpeg_subsampling`` chroma ('444' default, '422', '420': smaller and faster to decode). ``keep_float64``
-    keeps every float64 column at full precision (default: only ``FLOAT64_COLUMNS``). Past ``max_buffer_bytes`` buffered, episodes are written as
+    keeps every float column at its own width, float64 and float16 too (conversions; default: float32, float64 only
+    for ``FLOAT64_COLUMNS``). Past ``max_buffer_bytes`` buffered, episodes are written as
     data files that no version references until ``commit()`` adds them all in one atomic commit.
     """
 
@@ -423,6 +441,7 @@ class LanceWriter:
             if existing.count_rows() > 0:
                 col = _single(existing.to_table(columns=["episode_idx"]).column(0))
                 self._next_episode = int(_to_numpy(col).max()) + 1
+        self._committed_next = self._next_episode  # where discard() rewinds the ids to
 
     # -- conversion -------------------------------------------------------------------------------------
 
@@ -457,10 +476,10 @@ class LanceWriter:
                 arr = pa.FixedSizeBinaryArray.from_buffers(pa.binary(size), len(x), [None, buf])
             return arr, tuple(x.shape[1:]), True
         kind = x.dtype.kind
-        if kind == "f":
-            keep64 = x.dtype == np.float64 and (self.keep_float64 or name in FLOAT64_COLUMNS)
+        if kind == "f" and not (self.keep_float64 and x.dtype in (np.float16, np.float64)):
+            keep64 = x.dtype == np.float64 and name in FLOAT64_COLUMNS
             x = x.astype(np.float64 if keep64 else np.float32, copy=False)
-        elif kind not in "biu":
+        elif kind not in "biuf":
             raise ValueError(
                 f"column {name!r}: unsupported dtype {x.dtype} (allowed: bool, int, uint, float)"
             )
@@ -503,8 +522,10 @@ class LanceWriter:
 
     # -- API --------------------------------------------------------------------------------------------
 
-    def add_episode(self, episode: Mapping[str, np.ndarray]) -> int:
-        """Buffer one episode (arrays sharing a leading T); returns its episode_idx."""
+    def add_episode(self, episode: Mapping[str, np.ndarray], episode_id: int | None = None) -> int:
+        """Buffer one episode (arrays sharing a leading T); returns its episode_idx: ``episode_id`` when given (a
+        conversion keeping its source's ids; it must be above every id written so far, so ids stay unique and
+        increasing), else one more than the last."""
         if not isinstance(episode, Mapping) or not episode:
             raise ValueError("episode must be a non-empty dict of arrays with a shared leading length T")
         arrays = {str(k): np.asarray(v) for k, v in episode.items()}
@@ -521,7 +542,10 @@ class LanceWriter:
         step = arrays.pop("step_idx", None)
         if step is not None and step.dtype.kind not in "iu":
             raise ValueError(f"step_idx must hold integers, got dtype {step.dtype}")
-        ep_id = self._next_episode
+        ep_id = self._next_episode if episode_id is None else int(episode_id)
+        if ep_id < self._next_episode:
+            raise ValueError(f"episode_id {episode_id!r} must be >= {self._next_episode}: ids up to "
+                             f"{self._next_episode - 1} are taken (ids stay unique and increasing)")
         cols: dict[str, pa.Array] = {
             "episode_idx": pa.array(np.full(T, ep_id, np.int32)),
             "step_idx": pa.array((np.arange(T) if step is None else step.reshape(T)).astype(np.int32)),
@@ -545,7 +569,7 @@ class LanceWriter:
             self._check_schema(pa.schema(fields), shapes)
         batch = pa.RecordBatch.from_arrays([cols[n] for n in self._schema.names], schema=self._schema)
         self._batches.append(batch)
-        self._next_episode += 1
+        self._next_episode = ep_id + 1
         if sum(b.nbytes for b in self._batches) > self.max_buffer_bytes:
             self._stage()
         return ep_id
@@ -611,7 +635,7 @@ class LanceWriter:
                 storage_options=self.storage_options,
             )
             self._exists, self._staged, self._staged_episodes = True, [], 0
-            self.version = ds.version
+            self.version, self._committed_next = ds.version, self._next_episode
             return self.version
         if not self._batches:
             return self.version
@@ -626,12 +650,12 @@ class LanceWriter:
         )
         self._exists = True
         self._batches = []
-        self.version = ds.version
+        self.version, self._committed_next = ds.version, self._next_episode
         return self.version
 
     def discard(self) -> None:
         """Drop the buffered (uncommitted) episodes (staged data files stay unreferenced: no version sees them)."""
-        self._next_episode -= self.num_buffered
+        self._next_episode = self._committed_next
         self._batches, self._staged, self._staged_episodes = [], [], 0
 
     def __enter__(self) -> LanceWriter:
@@ -645,8 +669,25 @@ class LanceWriter:
         return False
 
 
+def check_tag(tag, path=None, storage_options=None) -> str:
+    """Raise ValueError unless ``tag`` is a valid Lance tag name (ASCII letters, digits, '.', '-', '_'; not empty,
+    no leading or trailing '.', no '..', no '.lock' ending) that the dataset at ``path`` (if it exists) does not
+    hold yet. Called before a write that ends in a tag, so a bad tag fails before anything is committed."""
+    allowed = "ASCII letters, digits, '.', '-' and '_', not starting or ending with '.', no '..', no '.lock' ending"
+    if not isinstance(tag, str) or not tag or not all(c.isascii() and (c.isalnum() or c in "._-") for c in tag) \
+            or tag[0] == "." or tag[-1] == "." or ".." in tag or tag.endswith(".lock"):
+        raise ValueError(f"tag {tag!r} is not a valid tag name; allowed: {allowed}")
+    if path is not None:
+        ds = _try_open(os.fspath(path), storage_options)
+        if ds is not None and tag in ds.tags.list():
+            raise ValueError(f"dataset {os.fspath(path)!r} already has a tag {tag!r} (on version "
+                             f"{ds.tags.list()[tag]['version']}); pick another name")
+    return tag
+
+
 def tag_version(path, tag: str, version: int | None = None, storage_options=None) -> int:
     """Tag a dataset version (default: the latest) so ``open_dataset(path, version=tag)`` finds it."""
+    check_tag(tag, path, storage_options)
     ds = _lance_open(os.fspath(path), storage_options=storage_options)
     version = ds.version if version is None else int(version)
     ds.tags.create(tag, version)
@@ -666,9 +707,10 @@ class TrajectoryDataset:
         self.version: int = ds.version
         self.schema: pa.Schema = ds.schema
         self.columns: list[str] = list(ds.schema.names)
-        self.metadata: dict = _infer_metadata(ds)
+        with _reading(path, storage_options, "the metadata and episode index"):
+            self.metadata: dict = _infer_metadata(ds)
+            self.episode_ids, self.episode_offsets, self.episode_lengths = _episode_index(ds)
         self.image_columns: list[str] = list(self.metadata.get("image_columns", []))
-        self.episode_ids, self.episode_offsets, self.episode_lengths = _episode_index(ds)
         self._episode_pos = {int(e): i for i, e in enumerate(self.episode_ids)}
 
     @property
@@ -725,9 +767,14 @@ class TrajectoryDataset:
             bad = rows[(rows < 0) | (rows >= self.num_rows)][0]
             raise IndexError(f"row {bad} is out of range for {self.num_rows} rows")
         uniq, inverse = np.unique(rows, return_inverse=True)
-        table = self._ds.take(uniq, columns=columns)
         same = len(uniq) == len(rows) and np.array_equal(uniq, rows)
-        return {c: self.decode(c, table.column(c), None if same else inverse) for c in columns}
+        with _reading(self.path, self.storage_options, f"rows of columns {list(columns)}"):
+            table = self._ds.take(uniq, columns=columns)
+        out = {}
+        for c in columns:
+            with _reading(self.path, self.storage_options, f"column {c!r}"):
+                out[c] = self.decode(c, table.column(c), None if same else inverse)
+        return out
 
     def episode_rows(self, episode: int) -> np.ndarray:
         if int(episode) not in self._episode_pos:
@@ -933,7 +980,8 @@ class WindowDataset(torch.utils.data.Dataset):
         if self._memory is None:
             memory = {}
             if self.memory_columns:
-                table = self._dataset().to_table(columns=self.memory_columns)
+                with _reading(self.path, self.storage_options, f"columns {self.memory_columns}"):
+                    table = self._dataset().to_table(columns=self.memory_columns)
                 for c in self.memory_columns:
                     memory[c] = _to_numpy(_single(table.column(c)), self.shapes[c] or None)
             self._memory = memory
@@ -986,7 +1034,8 @@ class WindowDataset(torch.utils.data.Dataset):
         if frame_cols:
             _session()  # refuses to read in a fork of the process that opened the dataset
             frame_set, first, inverse = np.unique(frame_rows, return_index=True, return_inverse=True)
-            table = self._dataset().take(frame_set, columns=frame_cols)
+            with _reading(self.path, self.storage_options, f"rows of columns {frame_cols}"):
+                table = self._dataset().take(frame_set, columns=frame_cols)
             for c in frame_cols:
                 arr = _single(table.column(c))
                 if c in self.image_columns:
@@ -995,7 +1044,8 @@ class WindowDataset(torch.utils.data.Dataset):
                     # does not. Touching a 38.5 MB buffer took 16 ms from torch.empty and 2 ms from np.empty; a
                     # 224 px 4:2:0 JPEG batch (64 windows x 4 frames) went from 41 to 22 ms (take 3 + decode 18).
                     frames = torch.from_numpy(np.empty((B * T, *self.shapes[c]), np.uint8))
-                    _gather_images(arr, self.shapes[c], first, inverse, frames.numpy())
+                    with _reading(self.path, self.storage_options, f"frames of column {c!r}"):
+                        _gather_images(arr, self.shapes[c], first, inverse, frames.numpy())
                     out[c] = frames.view(B, T, *self.shapes[c])
                 else:
                     values = _to_numpy(arr, self.shapes[c] or None)[inverse]
@@ -1005,7 +1055,8 @@ class WindowDataset(torch.utils.data.Dataset):
         if ACTION_COLUMN in stored and self.frameskip > 1:
             rows = starts[:, None] + np.arange(span)
             action_set = np.unique(rows)
-            arr = _single(self._dataset().take(action_set, columns=[ACTION_COLUMN]).column(0))
+            with _reading(self.path, self.storage_options, f"rows of column {ACTION_COLUMN!r}"):
+                arr = _single(self._dataset().take(action_set, columns=[ACTION_COLUMN]).column(0))
             values = _to_numpy(arr, self.shapes[ACTION_COLUMN] or None)
             acts = values[np.searchsorted(action_set, rows)].astype(np.float32, copy=False)
             out[ACTION_COLUMN] = torch.from_numpy(acts.reshape(B, T, -1))

@@ -330,7 +330,9 @@ def _s3_exists(url: str, storage_options=None) -> bool:
 
 
 def _upload(local: Path, url: str, storage_options=None) -> None:
-    """Upload a file (one PUT: atomic) or a folder (its ``MP4_MANIFEST`` last) to ``url``."""
+    """Upload a file (one PUT: atomic) or a folder to ``url``. A folder's ``MP4_MANIFEST`` goes last; replacing a
+    folder first deletes its old manifest and, before the new manifest, the old files the new folder lacks, so an
+    upload that fails midway leaves no manifest, never a mix of old and new files that reads as complete."""
     from boto3.s3.transfer import TransferConfig
 
     bucket, key = _split_s3(url)
@@ -339,10 +341,21 @@ def _upload(local: Path, url: str, storage_options=None) -> None:
     if local.is_file():
         client.upload_file(str(local), bucket, key, Config=config)
         return
+    prefix = key.rstrip("/") + "/"
+    old = {o["Key"] for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+           for o in page.get("Contents", [])}
+    if prefix + MP4_MANIFEST in old:  # replacing a folder: a half-done upload must not read as a complete dataset
+        client.delete_object(Bucket=bucket, Key=prefix + MP4_MANIFEST)
     files = sorted(p for p in local.rglob("*") if p.is_file())
     files.sort(key=lambda p: p.name == MP4_MANIFEST)
-    for p in files:
-        client.upload_file(str(p), bucket, f"{key}/{p.relative_to(local).as_posix()}", Config=config)
+    if not files:
+        return
+    new = [prefix + p.relative_to(local).as_posix() for p in files]
+    for p, k in zip(files[:-1], new[:-1]):
+        client.upload_file(str(p), bucket, k, Config=config)
+    for k in sorted(old - set(new)):  # the replaced folder's files the new one does not have
+        client.delete_object(Bucket=bucket, Key=k)
+    client.upload_file(str(files[-1]), bucket, new[-1], Config=config)
 
 
 # ------------------------------------------------------------------------------------------------ images
@@ -509,6 +522,8 @@ def _open_h5(path, storage_options=None):
         return h5py.File(path, "r", rdcc_nbytes=64 << 20)
     except FileNotFoundError:
         raise FileNotFoundError(f"no HDF5 file at {path}") from None
+    except ConnectionError:  # an unreachable S3 endpoint (S3File names it), not a corrupt file
+        raise
     except OSError as err:
         raise ValueError(f"{path} is not a readable HDF5 file (truncated or corrupted?): {err}") from None
 
@@ -634,6 +649,11 @@ def _mp4_source(path, storage_options=None, columns=None) -> Source:
         raise ValueError(f"{path} has no {MP4_MANIFEST}: not an MP4 trajectory folder, or an incomplete one") from None
     except json.JSONDecodeError as err:
         raise ValueError(f"{manifest_path} is corrupted: {err}") from None
+    needed = ("lengths", "image_columns", "columns", "shapes", "meta")
+    missing = [k for k in needed if k not in manifest] if isinstance(manifest, dict) else None
+    if missing is None or missing:
+        raise ValueError(f"{manifest_path} is corrupted: it lacks {missing or 'everything'} (an MP4 trajectory "
+                         "folder's manifest holds lengths, image_columns, columns, shapes and meta)")
     lengths = np.asarray(manifest["lengths"], np.int64)
     image_columns = list(manifest["image_columns"])
     try:
@@ -645,6 +665,9 @@ def _mp4_source(path, storage_options=None, columns=None) -> Source:
         raise ValueError(f"{path}/{MP4_TABLE} has {table.num_rows} rows but the episodes have {int(lengths.sum())} "
                          "(mismatched episode lengths)")
     all_cols = list(manifest["columns"])
+    absent = [c for c in all_cols if c not in image_columns and c not in table.column_names]
+    if absent:
+        raise ValueError(f"{path}/{MP4_TABLE} lacks column(s) {absent} that {MP4_MANIFEST} lists")
     columns = _check_requested(columns, all_cols, path)
     cols = [c for c in all_cols if columns is None or c in columns or c in swm_data.INDEX_COLUMNS]
     shapes = {c: tuple(s) for c, s in manifest["shapes"].items() if c in cols}
@@ -903,6 +926,11 @@ def _lerobot_source(path, camera_key: str | None = None, state_key: str = "obser
                "chunk_index": int(m.get(f"videos/{camera_key}/chunk_index", e // chunks)),
                "file_index": int(m.get(f"videos/{camera_key}/file_index", 0))}
         start = float(m.get(f"videos/{camera_key}/from_timestamp", 0.0))
+        if template and "{episode_index" not in template and f"videos/{camera_key}/from_timestamp" not in m:
+            # v3: several episodes share a file; without the episode's offset we would read another's frames
+            raise ValueError(f"{root}: episode {e} has no 'videos/{camera_key}/from_timestamp' in meta/episodes/, "
+                             f"which a LeRobot v3 folder (video files shared by episodes: {template!r}) needs to "
+                             "find the episode's frames")
         if template:
             return root / template.format(**fmt), start
         hits = glob.glob(str(root / "videos" / "**" / camera_key / f"episode_{e:06d}.mp4"), recursive=True)
@@ -934,6 +962,11 @@ def _lerobot_source(path, camera_key: str | None = None, state_key: str = "obser
                             readers.clear()
                             readers[file] = VideoReader(file, fps=fps)
                         ts = rows.column("timestamp").to_numpy().astype(np.float64)
+                        end = ep_meta.get(e, {}).get(f"videos/{camera_key}/to_timestamp")
+                        if end is not None and len(ts) and start + ts.max() > float(end) + 0.5 / fps:
+                            raise ValueError(f"{root}: episode {e} (camera {camera_key!r}) has frames up to "
+                                             f"{start + ts.max():.3f}s but its video segment ends at {float(end):.3f}s "
+                                             "(mismatched episode lengths)")
                         idx = np.round((start + ts) * fps).astype(np.int64)
                         try:
                             frames = readers[file].read(idx)
@@ -990,7 +1023,9 @@ def _remove(path: Path) -> None:
 def _atomic_output(dst: str, overwrite: bool, storage_options=None):
     """Yield a temporary local path; on success move it to ``dst`` (rename, or upload for ``s3://``)."""
     if is_s3(dst):
-        if not overwrite and _s3_exists(dst, storage_options):
+        with s3_errors(dst, storage_options):
+            exists = _s3_exists(dst, storage_options)
+        if exists and not overwrite:
             raise FileExistsError(f"{dst} already exists (pass overwrite=True / --overwrite to replace it)")
         import tempfile
 
@@ -1027,6 +1062,20 @@ def _jpeg_settings(source: Source, jpeg_quality, jpeg_subsampling) -> tuple[int,
     '444'. Frames that are JPEG already are copied unchanged, so a JPEG source keeps its own."""
     quality = int(jpeg_quality or source.meta.get("jpeg_quality") or 95)
     return quality, swm_data.check_jpeg_subsampling(jpeg_subsampling or source.meta.get("jpeg_subsampling") or "444")
+
+
+def _check_jpegs(blobs, shape, path, column: str, episode: int) -> None:
+    """Raise ValueError naming the file, column, episode and frame of the first JPEG whose header does not read or
+    does not match the column's (H, W, C): JPEG bytes copied without re-encoding are checked this far."""
+    for t, blob in enumerate(blobs):
+        try:
+            got = swm_data._jpeg_shape(bytes(blob))
+        except Exception as err:
+            raise ValueError(f"{path}: image column {column!r}, episode {episode}, frame {t} is not a readable JPEG "
+                             f"(corrupted?): {err}") from None
+        if shape and tuple(got) != tuple(shape):
+            raise ValueError(f"{path}: image column {column!r}, episode {episode}, frame {t} is a {got} JPEG, but "
+                             f"the column holds {tuple(shape)} frames")
 
 
 def _copied_subsampling(ep: dict, source: Source, subsampling: str) -> str:
@@ -1134,6 +1183,8 @@ def write_hdf5(source: Source, dst, *, images: str = "auto", chunk_rows: int = 1
                                          f"expected {n} (mismatched episode lengths)")
                     if k in source.image_columns:
                         if encoding == "jpeg":
+                            if _is_jpeg(x):
+                                _check_jpegs(x, source.shapes.get(k), source.path, k, e)
                             blobs = x if _is_jpeg(x) else _encode_jpegs(x, quality, subsampling)
                             _write_vlen(f[k], row, blobs)
                             continue
@@ -1236,6 +1287,9 @@ def write_lance(source: Source, dst, *, encoding: str | None = None, jpeg_qualit
     if exists and not append:
         raise FileExistsError(f"{dst} already holds a Lance dataset (pass append=True / --append to add to it "
                               "as a new version)")
+    if tag is not None:  # before anything is written: a bad or taken tag must not leave a committed append
+        with s3_errors(dst, storage_options):
+            swm_data.check_tag(tag, dst if exists else None, storage_options)
     fov_keys = list(source.meta.get("fov_keys") or [])
     image_size = source.meta.get("image_size")
     created_dir = not is_s3(dst) and not os.path.exists(dst)
@@ -1247,20 +1301,28 @@ def write_lance(source: Source, dst, *, encoding: str | None = None, jpeg_qualit
                                  control_hz=source.meta.get("control_hz"), fov_keys=fov_keys,
                                  storage_options=storage_options, keep_float64=True)
             with writer:
-                first = None
+                first, keep_ids = None, not exists
                 for e, ep in enumerate(source.episodes(jpeg_bytes=passthrough)):
                     if first is None:
                         first = ep
                     else:
                         _check_episode(ep, first, source.path, e)
+                    # a new dataset keeps the source's episode ids while they increase (an append, or an id
+                    # out of order, gets the next free one)
+                    ids = ep.get("episode_idx")
+                    source_id = int(ids[0]) if keep_ids and ids is not None and len(ids) else None
+                    keep_ids = source_id is not None and source_id >= writer._next_episode
                     episode = {}
                     for c, x in ep.items():
                         if c == "episode_idx":
                             continue
-                        if c in source.image_columns and _is_jpeg(x) and not passthrough:
-                            x = _decode_jpegs(x, source.shapes[c])
+                        if c in source.image_columns and _is_jpeg(x):
+                            if passthrough:
+                                _check_jpegs(x, source.shapes.get(c), source.path, c, e)
+                            else:
+                                x = _decode_jpegs(x, source.shapes[c])
                         episode[_writer_key(c, fov_keys)] = x
-                    writer.add_episode(episode)
+                    writer.add_episode(episode, source_id if keep_ids else None)
                 if first is None:
                     raise ValueError(f"{source.path} holds no episodes")
             version = writer.version

@@ -48,7 +48,9 @@ class RandomPolicy(BasePolicy):
             return self.rng.uniform(space.low, space.high, size=(n, *space.shape)).astype(space.dtype)
         if isinstance(space, gym.spaces.Discrete):
             return self.rng.integers(space.start, space.start + space.n, size=n)
-        raise ValueError(f"RandomPolicy supports Box and Discrete action spaces, got {space}")
+        if isinstance(space, gym.spaces.MultiDiscrete):
+            return self.rng.integers(space.start, space.start + space.nvec, size=(n, *space.shape))
+        raise ValueError(f"RandomPolicy supports Box, Discrete and MultiDiscrete action spaces, got {space}")
 
 
 class NoOpPolicy(BasePolicy):
@@ -144,17 +146,24 @@ class MPCPolicy(BasePolicy):
         self.discrete = False
 
     def set_action_space(self, action_space):
-        if isinstance(action_space, gym.spaces.Discrete):
+        discrete = isinstance(action_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete))
+        if discrete:
             table = getattr(self.solver, "action_table", None)
             if table is None:
                 raise ValueError(f"{type(self.solver).__name__} plans continuous actions but the env's action space "
                                  f"is {action_space}: use a discrete solver (categorical CEM, PGD) with its table")
             table = torch.as_tensor(table, dtype=torch.float32)
+            # MultiDiscrete: the solver plans over the joint index, one table row per combination
+            n = int(action_space.n) if isinstance(action_space, gym.spaces.Discrete) else int(np.prod(action_space.nvec))
+            if len(table) != n:
+                raise ValueError(f"{type(self.solver).__name__}'s action_table has {len(table)} rows but the env's "
+                                 f"action space {action_space} has {n} actions (MultiDiscrete: one row per "
+                                 f"combination, in np.ravel_multi_index order)")
             low, high = table.min(0).values.numpy(), table.max(0).values.numpy()
         elif isinstance(action_space, gym.spaces.Box):
             low, high = action_space.low.reshape(-1), action_space.high.reshape(-1)
         else:
-            raise ValueError(f"MPCPolicy supports Box and Discrete action spaces, got {action_space}")
+            raise ValueError(f"MPCPolicy supports Box, Discrete and MultiDiscrete action spaces, got {action_space}")
         # a discrete solver may also plan over a grid of a Box (its table's rows are valid continuous actions)
         gridded_box = isinstance(action_space, gym.spaces.Box) and getattr(self.solver, "action_table", None) is not None
         if hasattr(self.solver, "check_action_space") and not gridded_box:
@@ -167,7 +176,7 @@ class MPCPolicy(BasePolicy):
                 f"{action_space} gives size {a}: was the checkpoint trained on another env?"
             )
         super().set_action_space(action_space)
-        self.discrete = isinstance(action_space, gym.spaces.Discrete)
+        self.discrete = discrete
         self.low = torch.as_tensor(np.tile(low, self.action_block), dtype=torch.float32, device=self.device)
         self.high = torch.as_tensor(np.tile(high, self.action_block), dtype=torch.float32, device=self.device)
 
@@ -196,9 +205,15 @@ class MPCPolicy(BasePolicy):
         if len(need):
             self._replan(infos, need)
         idx = np.minimum(self._queue_pos, self._queue.shape[1] - 1)
-        actions = self._queue[np.arange(n), idx].reshape(n, *self.action_space.shape)
+        actions = self._queue[np.arange(n), idx]
         self._queue_pos += active
-        return actions.astype(np.int64 if self.discrete else self.action_space.dtype)
+        space = self.action_space
+        if isinstance(space, gym.spaces.MultiDiscrete):  # joint index -> one index per sub-space
+            joint = np.unravel_index(actions.astype(np.int64), space.nvec.reshape(-1))
+            return (np.stack(joint, -1).reshape(n, *space.shape) + space.start).astype(np.int64)
+        if isinstance(space, gym.spaces.Discrete):
+            return actions.astype(np.int64) + int(space.start)
+        return actions.reshape(n, *space.shape).astype(space.dtype)
 
     def _replan(self, infos, env_ids):
         sub = _to_device(infos, PLAN_KEYS, self.device, index=env_ids)
@@ -211,11 +226,11 @@ class MPCPolicy(BasePolicy):
         # solvers that need more of the model than its cost (GRASP's latents, the Lagrangian's constraints) say so
         extra = self.solver.model_kwargs(self.model, sub) if hasattr(self.solver, "model_kwargs") else {}
         plan = self.solver(lambda candidates: self.model.get_cost(sub, candidates), init, self.low, self.high, **extra)
-        plan = torch.maximum(torch.minimum(plan.detach(), self.high), self.low)
         expected = (len(env_ids), self.horizon, self.low.numel())
-        if tuple(plan.shape) != expected:
-            raise ValueError(f"solver {type(self.solver).__name__} returned a plan of shape {tuple(plan.shape)}, "
-                             f"expected {expected}")
+        if not torch.is_tensor(plan) or tuple(plan.shape) != expected:
+            got = tuple(plan.shape) if torch.is_tensor(plan) else type(plan).__name__
+            raise ValueError(f"solver {type(self.solver).__name__} returned a plan of shape {got}, expected {expected}")
+        plan = torch.maximum(torch.minimum(plan.detach(), self.high), self.low)
         self._plan[ids] = plan
         if self.discrete:  # execute the solver's indices (B, H, action_block)
             executed = self.solver.last_indices[:, : self.receding_horizon].reshape(len(env_ids), -1)

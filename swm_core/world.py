@@ -285,7 +285,7 @@ class World:
 
         ds = dataset if isinstance(dataset, TrajectoryDataset) else open_dataset(dataset, storage_options)
         env_id, size = ds.metadata.get("env_id"), ds.metadata.get("image_size")
-        if env_id is not None and env_id != self.env_id:
+        if env_id is not None and not swm_core.envs.same_dynamics(env_id, self.env_id):
             raise ValueError(f"dataset {ds.path} was recorded on {env_id!r}, but this World runs {self.env_id!r}")
         if size is not None and int(size) != self.image_size:
             raise ValueError(f"dataset {ds.path} holds {size}px frames, but this World renders {self.image_size}px; "

@@ -328,9 +328,9 @@ def test_loss_decreases_on_a_fixed_batch():
     assert losses[-1] < 0.5 * losses[0]
 
 
-def write_dataset(path, episodes=6, steps=30, columns=("pixels", "action", "proprio"), seed=0):
+def write_dataset(path, episodes=6, steps=30, columns=("pixels", "action", "proprio"), seed=0, env_id="swm/Tiny-v0"):
     rng = np.random.default_rng(seed)
-    with LanceWriter(path, env_id="swm/Tiny-v0", image_size=32, control_hz=10) as writer:
+    with LanceWriter(path, env_id=env_id, image_size=32, control_hz=10) as writer:
         for _ in range(episodes):
             ep = {
                 "pixels": rng.integers(0, 256, (steps, 32, 32, 3), dtype=np.uint8),

@@ -3,6 +3,7 @@
 import contextlib
 import json
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -496,6 +497,51 @@ def test_lerobot_bad_keys_and_lengths(tmp_path):
     assert not (tmp_path / "x.lance").exists()
 
 
+def test_lerobot_v3_needs_each_episodes_video_segment(tmp_path):
+    root = tmp_path / "v3"
+    make_lerobot(root, "v3.0")
+    meta_file = root / "meta" / "episodes" / "chunk-000" / "file-000.parquet"
+    rows = pq.read_table(meta_file).to_pylist()
+    cam = "observation.images.top"
+    rows[1][f"videos/{cam}/to_timestamp"] -= 0.5  # episode 1's segment ends 5 frames before its rows do
+    pq.write_table(pa.Table.from_pylist(rows), meta_file)
+    with pytest.raises(ValueError, match=r"episode 1 \(camera 'observation.images.top'\) has frames up to .* but its "
+                                         r"video segment ends at .*mismatched episode lengths"):
+        formats.lerobot_to_lance(root, tmp_path / "x.lance", encoding="raw")
+    shutil.rmtree(root / "meta" / "episodes")  # without it every episode would read the shared file from 0 s
+    with pytest.raises(ValueError, match=rf"episode 0 has no 'videos/{cam}/from_timestamp' in meta/episodes/"):
+        formats.lerobot_to_lance(root, tmp_path / "x.lance", encoding="raw")
+    assert not (tmp_path / "x.lance").exists()
+
+
+def test_round_trips_keep_episode_ids_and_float_widths(tmp_path):
+    n = 20  # two episodes with ids 5 and 9 (a subset of a larger dataset) and a float16 column
+    frame = simplejpeg.encode_jpeg(np.full((8, 8, 3), 90, np.uint8), quality=95)
+    table = pa.table({"episode_idx": pa.array(np.repeat([5, 9], 10).astype(np.int32)),
+                      "step_idx": pa.array(np.tile(np.arange(10), 2).astype(np.int32)),
+                      "pixels": pa.array([frame] * n, pa.binary()),
+                      "action": pa.FixedSizeListArray.from_arrays(pa.array(np.arange(2 * n, dtype=np.float32)), 2),
+                      "half": pa.array(np.linspace(-2, 2, n).astype(np.float16))})
+    src = tmp_path / "s.lance"
+    lance.write_dataset(table, src)
+    formats.convert(src, tmp_path / "b.h5")
+    formats.convert(src, tmp_path / "b.mp4")
+    for mid in ("", "b.h5", "b.mp4"):
+        dst = tmp_path / f"{mid or 'direct'}.lance"
+        formats.convert(tmp_path / mid if mid else src, dst)
+        ds = open_dataset(dst)
+        assert ds.episode_ids.tolist() == [5, 9], mid
+        assert lance.dataset(dst).schema.field("half").type == pa.float16(), mid
+        np.testing.assert_array_equal(ds.read_rows(np.arange(n), ["half"])["half"], np.linspace(-2, 2, n).astype(np.float16))
+    formats.convert(src, tmp_path / "direct.lance", append=True)  # an append continues after the last id
+    assert open_dataset(tmp_path / "direct.lance").episode_ids.tolist() == [5, 9, 10, 11]
+    with LanceWriter(tmp_path / "w.lance", encoding="raw") as w:
+        assert w.add_episode({"action": np.zeros((3, 2), np.float32)}, episode_id=4) == 4
+        with pytest.raises(ValueError, match=r"episode_id 2 must be >= 5: ids up to 4 are taken"):
+            w.add_episode({"action": np.zeros((3, 2), np.float32)}, episode_id=2)
+        assert w.add_episode({"action": np.zeros((3, 2), np.float32)}) == 5
+
+
 # --------------------------------------------------------------------------------------- versions and tags
 
 
@@ -517,6 +563,15 @@ def test_version_tag_and_checkout(tmp_path):
     with pytest.raises(ValueError, match="no version 'third'"):
         formats.convert(dst, tmp_path / "v3.h5", version="third")
     assert not (tmp_path / "v3.h5").exists()
+    # a taken or invalid tag fails before the append is committed (a retry would otherwise add the episodes twice)
+    with pytest.raises(ValueError, match="already has a tag 'first'"):
+        formats.convert(h5b, dst, append=True, tag="first")
+    with pytest.raises(ValueError, match=r"tag 'bad tag/x' is not a valid tag name; allowed: ASCII letters"):
+        formats.convert(h5b, dst, append=True, tag="bad tag/x")
+    assert open_dataset(dst).version == v2 and open_dataset(dst).num_episodes == 3
+    with pytest.raises(ValueError, match="not a valid tag name"):
+        formats.convert(h5b, tmp_path / "new.lance", tag="v.lock")
+    assert not (tmp_path / "new.lance").exists()
 
 
 # ----------------------------------------------------------------------------------- failures, bad input
@@ -599,6 +654,40 @@ def test_truncated_and_corrupted_files(tmp_path):
         formats.convert(mp4, tmp_path / "m.lance")
 
 
+def test_truncated_lance_files_and_corrupt_jpegs_are_named(tmp_path):
+    src = tmp_path / "a.lance"
+    make_lance(src, "jpeg")
+    cut = tmp_path / "cut.lance"  # half of its data file is gone
+    shutil.copytree(src, cut)
+    data_file = sorted((cut / "data").glob("*.lance"))[0]
+    data_file.write_bytes(data_file.read_bytes()[: data_file.stat().st_size // 2])
+    named = r"Lance dataset '.*cut.lance' \(truncated or corrupted files\?\)"
+    with pytest.raises(ValueError, match=named):
+        open_dataset(cut)
+    with pytest.raises(ValueError, match=named):
+        WindowDataset(cut, num_steps=2, frameskip=2, split="all")
+    with pytest.raises(ValueError, match=named):
+        formats.convert(cut, tmp_path / "cut.h5")
+    assert not (tmp_path / "cut.h5").exists()
+
+    table = lance.dataset(src).to_table()  # one JPEG of episode 1 replaced by garbage with a JPEG start marker
+    pixels = table.column("pixels").to_pylist()
+    pixels[12 + 3] = b"\xff\xd8\xff\xe0 not a jpeg"
+    table = table.set_column(table.schema.get_field_index("pixels"), table.schema.field("pixels"),
+                             pa.array(pixels, pa.binary()))
+    bad = tmp_path / "bad.lance"
+    lance.write_dataset(table, bad, schema=table.schema)
+    windows = WindowDataset(bad, num_steps=1, frameskip=1, split="all", columns=("pixels",))
+    with pytest.raises(ValueError, match=r"cannot read frames of column 'pixels' of the Lance dataset '.*bad.lance'"):
+        windows.batch(list(range(len(windows))))
+    with pytest.raises(ValueError, match=r"cannot read column 'pixels' of the Lance dataset '.*bad.lance'"):
+        open_dataset(bad).read_rows(np.arange(20), ["pixels"])
+    for dst in ("copy.h5", "copy.lance"):  # JPEG bytes copied as they are: their headers are checked
+        with pytest.raises(ValueError, match=r"bad.lance: image column 'pixels', episode 1, frame 3 is not a readable JPEG"):
+            formats.convert(bad, tmp_path / dst)
+        assert not (tmp_path / dst).exists()
+
+
 def test_missing_columns_and_mismatched_lengths(tmp_path):
     src = tmp_path / "a.lance"
     make_lance(src, "raw")
@@ -623,6 +712,18 @@ def test_missing_columns_and_mismatched_lengths(tmp_path):
     with pytest.raises(ValueError, match="'proprio' has 40 rows"):
         formats.convert(h5, tmp_path / "x.lance")
     assert not (tmp_path / "x.lance").exists() and not (tmp_path / "x.h5").exists()
+    mp4 = tmp_path / "a.mp4"  # an MP4 folder whose manifest or table lost a field
+    formats.convert(src, mp4)
+    table = pq.read_table(mp4 / "table.parquet")
+    pq.write_table(table.drop(["proprio"]), mp4 / "table.parquet")
+    with pytest.raises(ValueError, match=r"a.mp4/table.parquet lacks column\(s\) \['proprio'\] that swm_mp4.json lists"):
+        formats.convert(mp4, tmp_path / "x.lance")
+    pq.write_table(table, mp4 / "table.parquet")
+    manifest = json.loads((mp4 / "swm_mp4.json").read_text())
+    (mp4 / "swm_mp4.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "lengths"}))
+    with pytest.raises(ValueError, match=r"swm_mp4.json is corrupted: it lacks \['lengths'\]"):
+        formats.convert(mp4, tmp_path / "x.lance")
+    assert not (tmp_path / "x.lance").exists()
 
 
 def test_unknown_formats(tmp_path):

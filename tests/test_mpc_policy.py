@@ -120,17 +120,43 @@ def test_cem_mpc_reaches_two_room_goals_with_an_exact_model():
     assert np.all(result["steps_to_success"] <= 26)
 
 
-def test_discrete_solver_executes_indices_in_the_discrete_env():
-    ccem = load_script("solvers/categorical_cem_plan.py")
-    from swm_core.envs.two_room import TwoRoomDiscreteEnv
-
-    table = torch.as_tensor(TwoRoomDiscreteEnv.action_table)
-    world = World("swm/TwoRoomDiscrete-v1", num_envs=2, image_size=16, max_episode_steps=60)
-    solver = ccem.CategoricalCEMSolver(table, num_samples=64, topk=8, iters=4, seed=0)
+@pytest.mark.parametrize("script", ["categorical_cem", "pgd"])
+@pytest.mark.parametrize("env_id", ["swm/TwoRoomDiscrete-v1", "swm/TwoRoomMultiDiscrete-v1"])
+def test_discrete_solver_executes_indices_in_the_discrete_env(env_id, script):
+    module = load_script(f"solvers/{script}_plan.py")
+    world = World(env_id, num_envs=2, image_size=16, max_episode_steps=60)
+    table = module.env_action_table(world.envs[0], world.action_space, bins=3)  # the env's own table
+    assert len(table) == (9 if env_id == "swm/TwoRoomDiscrete-v1" else 25)
+    if script == "categorical_cem":
+        solver = module.CategoricalCEMSolver(table, num_samples=64, topk=8, iters=4, seed=0)
+    else:
+        solver = module.PGDSolver(table, num_samples=8, iters=30, seed=0)
     policy = MPCPolicy(PointModel(action_block=2), solver, horizon=3, receding_horizon=1)
     options = {"variation_values": {"agent.position": [60, 60], "target.position": [60, 160]}}
     result = world.evaluate(policy, episodes=2, seed=0, options=options)
     assert result["success_rate"] == 1.0
+    actions = policy.get_actions(world.infos)  # what World steps the envs with: valid elements of the space
+    assert actions.dtype == np.int64 and all(world.action_space.contains(a) for a in actions)
+
+
+def test_table_and_space_mismatch_and_a_bad_plan_shape_are_named():
+    ccem = load_script("solvers/categorical_cem_plan.py")
+    from swm_core.envs.two_room import TwoRoomDiscreteEnv
+
+    solver = ccem.CategoricalCEMSolver(torch.as_tensor(TwoRoomDiscreteEnv.action_table), num_samples=8, topk=2)
+    with pytest.raises(ValueError, match=r"action_table has 9 rows but the env's action space MultiDiscrete"):
+        MPCPolicy(PointModel(), solver).set_action_space(gym.spaces.MultiDiscrete([5, 5]))
+
+    class WrongShape:  # a solver returning one action dim too many
+        def __call__(self, cost_fn, init, low, high):
+            return torch.zeros(init.shape[0], init.shape[1], init.shape[2] + 1)
+
+    world = World("swm/TwoRoom-v1", num_envs=2, image_size=16, max_episode_steps=10)
+    policy = MPCPolicy(PointModel(), WrongShape(), horizon=3, receding_horizon=1)
+    world.set_policy(policy)
+    world.reset(seed=0)
+    with pytest.raises(ValueError, match=r"solver WrongShape returned a plan of shape \(2, 3, 11\), expected \(2, 3, 10\)"):
+        policy.get_actions(world.infos)
 
 
 class GoalReacher(nn.Module):
@@ -162,3 +188,37 @@ def test_cem_main_refuses_a_checkpoint_for_another_action_size(tmp_path):
     args = cem.Args(checkpoint=str(path), episodes=1, num_envs=1, num_samples=4, topk=2, iters=1, floors=False)
     with pytest.raises(ValueError, match=r"expects actions of size 3 per env step.*size 2"):
         cem.main(args)
+
+
+def tiny_lewm_checkpoint(path, env_id="swm/TwoRoom-v1"):
+    lewm = load_script("baselines/lewm_train.py")
+    from swm_core.checkpoint import save_checkpoint
+
+    config = dict(action_dim=2, action_block=2, history=1, image_size=16, encoder="conv", conv_channels=[4, 8],
+                  latent_dim=8, proj_hidden=16, action_hidden=8, pred_depth=1, pred_heads=2, pred_dim_head=4,
+                  pred_mlp_dim=16, dropout=0.0)
+    return save_checkpoint(path, lewm.LeWM(**config), config, env_id=env_id)
+
+
+def test_solver_mains_refuse_a_checkpoint_of_another_env(tmp_path):
+    path = tiny_lewm_checkpoint(tmp_path / "tworoom.pt")
+    for script in ("cem", "mppi"):
+        module = load_script(f"solvers/{script}_plan.py")
+        args = module.Args(checkpoint=str(path), env_id="swm/PushT-v1", episodes=1, num_envs=1, num_samples=4,
+                           iters=1, floors=False)
+        with pytest.raises(ValueError, match=r"trained on 'swm/TwoRoom-v1', but the env to plan in is 'swm/PushT-v1'"):
+            module.main(args)
+
+
+@pytest.mark.parametrize("env_id", ["swm/TwoRoomDiscrete-v1", "swm/TwoRoomMultiDiscrete-v1"])
+def test_discrete_solver_mains_plan_a_two_room_model_in_its_discrete_variants(tmp_path, env_id):
+    path = tiny_lewm_checkpoint(tmp_path / "tworoom.pt")  # trained on the continuous env: same dynamics
+    for script in ("categorical_cem", "pgd"):
+        module = load_script(f"solvers/{script}_plan.py")
+        sizes = dict(num_samples=4, topk=2) if script == "categorical_cem" else dict(num_samples=4)
+        args = module.Args(checkpoint=str(path), env_id=env_id, episodes=2, num_envs=2, iters=1, eval_budget=4,
+                           **sizes)  # with the no-op and random floors, which act in the discrete space too
+        result = module.main(args)
+        assert result["env_id"] == env_id
+        assert [r["episodes"] for r in result["tables"]["episodic"]] == [2, 2, 2]
+

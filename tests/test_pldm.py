@@ -276,9 +276,9 @@ def test_loading_a_lewm_checkpoint_as_pldm_fails_clearly(tmp_path):
 # ------------------------------------------------------------------------------------- training script
 
 
-def write_dataset(path, episodes=6, steps=30, columns=("pixels", "action"), seed=0):
+def write_dataset(path, episodes=6, steps=30, columns=("pixels", "action"), seed=0, env_id="swm/Tiny-v0"):
     rng = np.random.default_rng(seed)
-    with LanceWriter(path, env_id="swm/Tiny-v0", image_size=32, control_hz=10) as writer:
+    with LanceWriter(path, env_id=env_id, image_size=32, control_hz=10) as writer:
         for _ in range(episodes):
             ep = {
                 "pixels": rng.integers(0, 256, (steps, 32, 32, 3), dtype=np.uint8),

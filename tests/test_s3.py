@@ -151,6 +151,52 @@ def test_collect_to_s3(so):
     assert ds.read_rows([0], ["pixels"])["pixels"].shape == (1, 16, 16, 3)
 
 
+def test_collect_script_to_s3_with_flags_and_a_tag(server, so, tmp_path):
+    path = f"s3://{BUCKET}/collected_cli.lance"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # the flags alone say where
+    flags = [sys.executable, str(ROOT / "scripts" / "collect.py"), "--env-id", "swm/TwoRoom-v1", "--output", path,
+             "--episodes", "2", "--num-envs", "2", "--max-episode-steps", "5", "--image-size", "16", "--policy",
+             "random", "--endpoint", server.endpoint, "--access-key-id", "k", "--secret-access-key", "s",
+             "--region", "us-east-1"]  # fmt: skip
+    r = subprocess.run([*flags, "--tag", "first"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert open_dataset(path, storage_options=so, version="first").num_episodes == 2
+    r = subprocess.run([*flags, "--tag", "first"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)
+    assert r.returncode != 0 and "already has a tag 'first'" in r.stderr
+    assert open_dataset(path, storage_options=so).num_episodes == 2  # the refused run recorded nothing
+
+
+def test_training_reads_an_s3_version_with_flags(server, so, tmp_path):
+    import test_lewm
+
+    from swm_core.checkpoint import read_checkpoint
+
+    lewm = test_lewm.lewm
+    path = f"s3://{BUCKET}/train.lance"
+    write(path, episodes(lengths=(30, 30, 30), seed=5), so)
+    write(path, episodes(lengths=(30, 30, 30), seed=6), so)  # version 2: six episodes
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}  # the flags alone say where
+    env.update(OMP_NUM_THREADS="1", WANDB_MODE="disabled")
+    out = tmp_path / "m" / "model.pt"
+    r = subprocess.run([sys.executable, str(ROOT / "baselines" / "lewm_train.py"), "--dataset", path,
+                        "--dataset-version", "1", "--endpoint", server.endpoint, "--access-key-id", "k",
+                        "--secret-access-key", "s3cret", "--region", "us-east-1", "--total-steps", "2",
+                        "--num-workers", "0", "--output", str(out), *test_lewm.TINY_FLAGS],
+                       capture_output=True, text=True, cwd=ROOT, env=env, timeout=120)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    ckpt = read_checkpoint(out)
+    saved = ckpt["extra"]["args"]
+    assert saved["dataset_version"] == "1" and saved["endpoint"] == server.endpoint
+    assert "secret_access_key" not in saved and b"s3cret" not in out.read_bytes()  # no credentials kept
+    means = {}  # the normalisation statistics of each version's train split: the checkpoint has version 1's
+    for version in (1, 2):
+        train = WindowDataset(path, split="train", val_fraction=0.34, seed=1, storage_options=so, version=version)
+        stats = lewm.compute_stats(open_dataset(path, so, version), train.episode_ids)
+        means[version] = stats["action"]["mean"]
+    assert torch.allclose(torch.as_tensor(ckpt["stats"]["action"]["mean"]), torch.as_tensor(means[1]))
+    assert not torch.allclose(torch.as_tensor(means[1]), torch.as_tensor(means[2]))
+
+
 def test_convert_to_and_from_s3(so, tmp_path):
     eps = episodes(seed=1)
     local = tmp_path / "l.lance"
@@ -206,7 +252,49 @@ def test_unreachable_endpoint_names_it(tmp_path):
         formats.convert(f"s3://{BUCKET}/x.lance", tmp_path / "x.h5", storage_options=so)
     with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
         formats.S3File(f"s3://{BUCKET}/x.h5", so, retries=1)
-    assert not (tmp_path / "x.h5").exists()
+    with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):  # not "a corrupted HDF5 file"
+        formats.convert(f"s3://{BUCKET}/x.h5", tmp_path / "y.lance", storage_options=so)
+    local = tmp_path / "l.lance"
+    write(local, episodes(lengths=(12,)))
+    for name in ("x.h5", "x.mp4"):  # an unreachable destination, too
+        with pytest.raises(ConnectionError, match=f"S3 endpoint http://127.0.0.1:{port}"):
+            formats.convert(local, f"s3://{BUCKET}/{name}", dst_storage_options=so)
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "y.lance").exists()
+
+
+def test_failed_folder_overwrite_never_reads_as_complete(so, tmp_path, monkeypatch):
+    old, new = tmp_path / "old.lance", tmp_path / "new.lance"
+    write(old, episodes(lengths=(26, 23, 30), seed=3))
+    write(new, episodes(lengths=(26, 23), seed=4))
+    dst = f"s3://{BUCKET}/replaced.mp4"
+    formats.convert(old, dst, dst_storage_options=so)
+    real_client = formats.s3_client
+
+    def failing_client(storage_options):  # the third uploaded file fails: the new folder is half written
+        client, calls = real_client(storage_options), []
+        real_upload = client.upload_file
+
+        def upload_file(*args, **kwargs):
+            calls.append(args)
+            if len(calls) == 3:
+                raise ConnectionError("simulated outage mid-upload")
+            return real_upload(*args, **kwargs)
+
+        client.upload_file = upload_file
+        return client
+
+    monkeypatch.setattr(formats, "s3_client", failing_client)
+    with pytest.raises(ConnectionError, match="mid-upload"):
+        formats.convert(new, dst, dst_storage_options=so, overwrite=True)
+    monkeypatch.setattr(formats, "s3_client", real_client)
+    with pytest.raises(ValueError, match="has no swm_mp4.json"):  # no mix of old and new episodes
+        formats.convert(dst, tmp_path / "mixed.lance", storage_options=so)
+    formats.convert(new, dst, dst_storage_options=so, overwrite=True)  # a complete replacement: only the new files
+    formats.convert(dst, tmp_path / "back.lance", storage_options=so)
+    back = open_dataset(tmp_path / "back.lance")
+    assert back.num_episodes == 2 and back.episode_lengths.tolist() == [26, 23]
+    listed = real_client(so).list_objects_v2(Bucket=BUCKET, Prefix="replaced.mp4/")["Contents"]
+    assert not [o["Key"] for o in listed if "episode_000002" in o["Key"]], "the old folder's third episode stayed"
 
 
 def test_convert_script_with_aws_environment(server, so, tmp_path):

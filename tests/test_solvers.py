@@ -258,11 +258,15 @@ def test_discrete_solvers_refuse_continuous_actions(key):
     with pytest.raises(ValueError, match=rf"{cls.__name__}: action_table must have shape \(n >= 2, A >= 1\)"):
         cls(torch.zeros(5))
     solver = cls(GRID_TABLE)
-    with pytest.raises(ValueError, match=rf"{cls.__name__} plans discrete actions: expected a Discrete\(5\) action "
-                                         r"space, got Box"):
+    with pytest.raises(ValueError, match=rf"{cls.__name__} plans discrete actions: expected a Discrete\(5\) or "
+                                         r"MultiDiscrete action space with 5 combinations, got Box"):
         solver.check_action_space(box)
-    with pytest.raises(ValueError, match="has 5 rows but the action space is Discrete"):
+    with pytest.raises(ValueError, match=r"has 5 rows but the action space Discrete\(4\) has 4 actions"):
         solver.check_action_space(gym.spaces.Discrete(4))
+    with pytest.raises(ValueError, match=r"has 5 rows but the action space MultiDiscrete\(\[2 3\]\) has 6 actions"):
+        solver.check_action_space(gym.spaces.MultiDiscrete([2, 3]))
+    solver.check_action_space(gym.spaces.Discrete(5))
+    solver.check_action_space(gym.spaces.MultiDiscrete([5, 1]))
     solver.check_action_space(gym.spaces.Discrete(5))
     with pytest.raises(ValueError, match=r"D=3 of init is not a multiple of the action_table's A=2"):
         solver(grid_cost, torch.zeros(4, GRID_H, 3), -torch.ones(3), torch.ones(3))
@@ -391,6 +395,19 @@ def test_lagrangian_meets_the_constraint_at_the_kkt_point():
     # without the constraint the same solver goes to the unconstrained minimizer c, which violates it
     free = solver_class("lagrangian")(seed=0)(cost, torch.zeros(b, 3, 2), -3 * torch.ones(2), 3 * torch.ones(2))
     assert (free.flatten(1).double() - c).abs().max() < 5e-3
+
+    # the solver's own constraints (e.g. an action-norm limit) and those of the call are imposed together
+    def own(u):  # the inactive one, held by the solver
+        return (u.flatten(2).double()[..., :1] - 10.0).float()
+
+    def given(u):  # the active one, passed with the call as a model's get_constraints would be
+        return ((a[:, None] * u.flatten(2).double()).sum(-1, keepdim=True) - bound[:, None, None]).float()
+
+    both = solver_class("lagrangian")(seed=0, constraint_fn=own)
+    plan = both(cost, torch.zeros(b, 3, 2), -3 * torch.ones(2), 3 * torch.ones(2), constraint_fn=given)
+    assert (plan.flatten(1).double() - u_star).abs().max() < 5e-3 and both.last_info["feasible"].all()
+    assert torch.allclose(both.last_info["multipliers"][:, 1].double(), lam_star, rtol=0.03)
+    assert (both.last_info["multipliers"][:, 0] == 0).all()
 
 
 def test_lagrangian_rejects_bad_constraints():

@@ -240,8 +240,8 @@ def point_episode(ep, T, size=40, action_dim=2):
     return {"pixels": pixels, "action": action, "state": state}
 
 
-def write_point_dataset(path, episodes=6, T=30, with_state=True):
-    with LanceWriter(path, env_id="swm/Point-v0", image_size=40, encoding="raw", control_hz=10) as writer:
+def write_point_dataset(path, episodes=6, T=30, with_state=True, env_id="swm/Point-v0"):
+    with LanceWriter(path, env_id=env_id, image_size=40, encoding="raw", control_hz=10) as writer:
         for ep in range(episodes):
             data = point_episode(ep, T)
             if not with_state:
@@ -357,6 +357,17 @@ def test_solver_without_policy_samples_finds_a_known_optimum():
     plan = solver(cost, torch.zeros(3, 2, 4), -torch.ones(4), torch.ones(4))
     assert (plan - target).abs().max() < 0.15
     assert cost(plan[:, None]).max() < 0.05 * cost(torch.zeros(3, 1, 2, 4)).min()
+
+
+def test_solver_errors_name_the_solver():
+    solver = td.TDMPC2Solver(None, iterations=1, num_samples=8, num_elites=2, num_pi_trajs=0)
+    low, high = -torch.ones(4), torch.ones(4)
+    with pytest.raises(ValueError, match=r"TDMPC2Solver: cost_fn must return \(B, S\) = \(3, \d+\), got \(3,\)"):
+        solver(lambda c: c.sum((1, 2, 3)), torch.zeros(3, 2, 4), low, high)
+    with pytest.raises(ValueError, match=r"TDMPC2Solver: cost_fn returned NaN for \d+ candidates"):
+        solver(lambda c: torch.full(c.shape[:2], float("nan")), torch.zeros(3, 2, 4), low, high)
+    with pytest.raises(ValueError, match=r"TDMPC2Solver: init must be a \(B, H, D\) tensor"):
+        solver(lambda c: c.sum((-1, -2)), torch.zeros(2, 4), low, high)
 
 
 # ------------------------------------------------------------------------------------------ checkpoints

@@ -385,3 +385,24 @@ def test_discrete_env_action_table():
     for bad in (9, -1, 1.5, [1, 2]):
         with pytest.raises(ValueError, match="action"):
             denv.step(bad)
+
+
+def test_multidiscrete_env_maps_one_index_per_axis():
+    from swm_core.envs.two_room import TwoRoomMultiDiscreteEnv
+
+    env, cenv = TwoRoomMultiDiscreteEnv(image_size=16), TwoRoomEnv(image_size=16)
+    assert env.action_space == gym.spaces.MultiDiscrete([5, 5])
+    values = TwoRoomMultiDiscreteEnv.action_values
+    assert values[0] == 0 and sorted(values.tolist()) == [-1.0, -0.5, 0.0, 0.5, 1.0]  # index 0 stays put
+    table = TwoRoomMultiDiscreteEnv.action_table  # joint index = np.ravel_multi_index(action, (5, 5))
+    for action in ([4, 0], [1, 3], [2, 2], np.array([3, 4])):
+        np.testing.assert_array_equal(table[np.ravel_multi_index(tuple(action), (5, 5))], values[np.asarray(action)])
+    env.reset(seed=3)
+    cenv.reset(seed=3)
+    for action in ([4, 0], [1, 3], [0, 0], np.array([3, 4], dtype=np.int64), [2.0, 1.0]):
+        np.testing.assert_array_equal(env.step(action)[4]["sim_state"],
+                                      cenv.step(values[np.asarray(action, dtype=int)])[4]["sim_state"])
+    for bad in ([5, 0], [-1, 2], [1.5, 0], 3, [1, 2, 3]):
+        with pytest.raises(ValueError, match=r"action must be two integers in \[0, 4\]"):
+            env.step(bad)
+

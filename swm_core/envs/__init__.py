@@ -4,12 +4,22 @@ import warnings
 
 import gymnasium as gym
 
-ENV_IDS = ("swm/PushT-v1", "swm/TwoRoom-v1", "swm/TwoRoomDiscrete-v1")
+ENV_IDS = ("swm/PushT-v1", "swm/TwoRoom-v1", "swm/TwoRoomDiscrete-v1", "swm/TwoRoomMultiDiscrete-v1")
+# discrete-action variants plan with a world model of their base env (same dynamics, same frames)
+BASE_ENV = {"swm/TwoRoomDiscrete-v1": "swm/TwoRoom-v1", "swm/TwoRoomMultiDiscrete-v1": "swm/TwoRoom-v1"}
+
+
+def same_dynamics(env_a: str, env_b: str) -> bool:
+    """Whether two env ids share states, frames and dynamics (an env and its discrete-action variants): data and
+    world models of one serve the other."""
+    return BASE_ENV.get(env_a, env_a) == BASE_ENV.get(env_b, env_b)
+
 
 for _id, _entry in (
     ("swm/PushT-v1", "swm_core.envs.pusht:PushTEnv"),
     ("swm/TwoRoom-v1", "swm_core.envs.two_room:TwoRoomEnv"),
     ("swm/TwoRoomDiscrete-v1", "swm_core.envs.two_room:TwoRoomDiscreteEnv"),
+    ("swm/TwoRoomMultiDiscrete-v1", "swm_core.envs.two_room:TwoRoomMultiDiscreteEnv"),
 ):
     _old = gym.registry.get(_id)
     if _old is not None and _old.entry_point != _entry:

@@ -383,6 +383,28 @@ class TwoRoomDiscreteEnv(TwoRoomEnv):
         return self.action_table[idx]
 
 
+class TwoRoomMultiDiscreteEnv(TwoRoomEnv):
+    """Two-Room with MultiDiscrete([5, 5]) actions: one index per axis into ``action_values`` (velocities 0, -1,
+    -0.5, 0.5, 1 of full speed; index 0 is 0, so the all-zero action stays put, as in TwoRoomDiscrete).
+    ``action_table`` lists the 25 joint actions in ``np.ravel_multi_index(action, (5, 5))`` order, the joint index
+    that discrete solvers plan over."""
+
+    action_values = np.array([0.0, -1.0, -0.5, 0.5, 1.0], dtype=np.float32)
+    action_table = np.stack(np.meshgrid(action_values, action_values, indexing="ij"), -1).reshape(-1, 2)
+
+    def __init__(self, image_size: int = 64, render_mode: str = "rgb_array"):
+        super().__init__(image_size=image_size, render_mode=render_mode)
+        self.action_space = gspaces.MultiDiscrete([len(self.action_values)] * 2)
+
+    def _check_action(self, action) -> np.ndarray:
+        a = np.asarray(action)
+        n = len(self.action_values)
+        integral = a.size == 2 and (np.issubdtype(a.dtype, np.integer) or np.all(np.mod(a, 1) == 0))
+        if not integral or not ((0 <= a) & (a < n)).all():
+            raise ValueError(f"action must be two integers in [0, {n - 1}] (one per axis), got {action!r}")
+        return self.action_values[a.reshape(2).astype(np.int64)]
+
+
 # --- scripted expert -----------------------------------------------------------------------------------------
 _EXPERT_KEYS = (
     "variation.wall.axis",
@@ -489,6 +511,7 @@ class TwoRoomExpert:
 for _id, _entry in (
     ("swm/TwoRoom-v1", f"{__name__}:TwoRoomEnv"),
     ("swm/TwoRoomDiscrete-v1", f"{__name__}:TwoRoomDiscreteEnv"),
+    ("swm/TwoRoomMultiDiscrete-v1", f"{__name__}:TwoRoomMultiDiscreteEnv"),
 ):
     if _id not in gym.registry:
         gym.register(id=_id, entry_point=_entry)

@@ -43,6 +43,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SOLVERS = ("cem", "icem", "mppi", "predictive_sampling", "categorical_cem", "gd", "pgd", "lagrangian", "grasp")
 ENVS = ("swm/TwoRoom-v1", "swm/PushT-v1")
 PAPER_CEM = {"swm/TwoRoom-v1": "87 (docs)", "swm/PushT-v1": "94"}  # LeWM + CEM, REFERENCE §6
+# the discrete solvers plan in an env's discrete-action variants too (same model, the variant's own action table)
+DISCRETE_SOLVERS = ("categorical_cem", "pgd")
+DISCRETE_VARIANTS = {"swm/TwoRoom-v1": ("swm/TwoRoomDiscrete-v1", "swm/TwoRoomMultiDiscrete-v1")}
+VARIANT_LABELS = {"swm/TwoRoomDiscrete-v1": "Discrete(9)", "swm/TwoRoomMultiDiscrete-v1": "MultiDiscrete"}
 
 # solver flags on top of each script's defaults (the defaults are the paper's settings)
 FULL_FLAGS: dict[str, list[str]] = {name: [] for name in SOLVERS}
@@ -234,7 +238,13 @@ def model_evals_per_plan(solver: str, a: dict, row: dict) -> float | None:
 
 
 def settings_label(solver: str, a: dict) -> str:
-    """A short description of the solver settings actually used (read back from the JSON's args)."""
+    """A short description of the solver settings actually used (read back from the JSON's args), with the
+    discrete-action env variant it planned in, if any."""
+    label = _settings(solver, a)
+    return f"{label}, {VARIANT_LABELS[a['env_id']]}" if a.get("env_id") in VARIANT_LABELS else label
+
+
+def _settings(solver: str, a: dict) -> str:
     s, it = a.get("num_samples"), a.get("iters")
     if solver in ("cem", "icem", "categorical_cem"):
         return f"{s}x{it} top{a['topk']}" + ("" if a.get("warm_start", True) else " cold")
@@ -254,7 +264,8 @@ def plan(args: Args, env_dir: Path, solver: str, flags: list[str], ckpt: Path, d
     """Run solvers/<solver>_plan.py on ``episodes`` (default args.episodes) held-out pairs; return its row (and
     the floors' rows if asked)."""
     episodes = episodes or args.episodes
-    tag = solver + ("_" + "_".join(f.lstrip("-").replace("-", "") for f in flags) if flags else "") + f"_{episodes}p"
+    tag = solver + ("_" + "_".join(f.lstrip("-").replace("-", "").replace("/", "_") for f in flags) if flags else "")
+    tag += f"_{episodes}p"
     out = env_dir / f"{tag}.json"
     cmd = [f"solvers/{solver}_plan.py", "--checkpoint", str(ckpt), "--dataset", str(dataset), "--episodes",
            str(episodes), "--goal-offset", str(args.goal_offset), "--eval-budget", str(args.eval_budget),
@@ -315,7 +326,7 @@ def print_tables(env_id: str, rows: list[dict], floors: list[dict], eff: list[di
         show_cost = any(r.get("mean_cost") is not None for r in rows)
         print(f"\nSolver table: {env_id}, LeWM (CPU preset), dataset-driven protocol, "
               f"{next((r['episodes'] for r in rows if 'episodes' in r), '?')} pairs (command: {command})")
-        head = (f"{'solver':<20}{'settings':<20}{'success %':>10}{'unsolved-at-start %':>21}"
+        head = (f"{'solver':<20}{'settings':<32}{'success %':>10}{'unsolved-at-start %':>21}"
                 + (f"{'mean cost':>11}" if show_cost else "") + f"{'ms/plan':>10}{'evals/plan':>12}{'paper':>11}")
         print(head)
         for r in rows + floors:
@@ -323,7 +334,7 @@ def print_tables(env_id: str, rows: list[dict], floors: list[dict], eff: list[di
                 print(f"{r['solver']:<20}failed: {r['error'].splitlines()[-1].strip()[:150]}")
                 continue
             paper = PAPER_CEM.get(env_id, "-") if r["solver"] == "cem" else "-"
-            print(f"{r['solver']:<20}{r['settings']:<20}{fmt(r['success_pct'], '.1f'):>10}"
+            print(f"{r['solver']:<20}{r['settings']:<32}{fmt(r['success_pct'], '.1f'):>10}"
                   f"{fmt(r['success_unsolved_pct'], '.1f'):>21}"
                   + (f"{fmt(r.get('mean_cost'), '.3f'):>11}" if show_cost else "")
                   + f"{fmt(r.get('ms_per_plan'), ',.0f'):>10}{fmt(r.get('model_evals_per_plan'), ',.0f'):>12}{paper:>11}")
@@ -420,8 +431,10 @@ def main(args: Args) -> dict:
                 args.train_episodes, args.seed)
             ckpt = train_lewm(args, train, out / f"{name}_lewm_{train.stem}_{args.train_steps}st_bs{args.batch_size}")
         rows, floors, done = [], [], {}
-        for solver in args.solvers if args.table else ():
-            flags = flag_table[solver]
+        runs = [(solver, flag_table[solver]) for solver in args.solvers] + [
+            (solver, [*flag_table[solver], "--env-id", variant])
+            for solver in DISCRETE_SOLVERS if solver in args.solvers for variant in DISCRETE_VARIANTS.get(env_id, ())]
+        for solver, flags in runs if args.table else ():
             try:
                 res = plan(args, env_dir, solver, flags, ckpt, held_out, floors=not floors)
                 floors = floors or res["floors"]

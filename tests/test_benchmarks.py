@@ -39,6 +39,17 @@ def solver_run(tmp_path_factory):
     return tmp, proc.stdout
 
 
+def test_solver_table_plans_discrete_solvers_in_the_discrete_variants(solver_run):
+    tmp, _ = solver_run  # the cached data and checkpoint of the smoke run
+    proc = run("benchmarks/solver_table.py", "--smoke", "--solvers", "categorical_cem", "--no-efficiency",
+               "--out-dir", str(tmp / "runs"), "--results-dir", str(tmp / "discrete"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = json.loads((tmp / "discrete" / "solver_table_smoke.json").read_text())["envs"][TWO_ROOM]["rows"]
+    assert [r["settings"] for r in rows] == ["8x2 top2", "8x2 top2, Discrete(9)", "8x2 top2, MultiDiscrete"]
+    assert all(0 <= r["success_pct"] <= 100 and r["episodes"] == 2 for r in rows)
+    assert "8x2 top2, MultiDiscrete" in proc.stdout
+
+
 def test_solver_table_smoke(solver_run):
     tmp, out = solver_run
     assert f"Solver table: {TWO_ROOM}" in out and "Which setting matches CEM 8x2 top2" in out

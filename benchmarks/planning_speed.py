@@ -310,6 +310,9 @@ def main(args: Args) -> dict:
              "zg": torch.randn(args.num_envs, args.latent_dim, generator=gen).to(device)}
     axes = [torch.tensor([-1.0, 0.0, 1.0])] * args.action_dim  # 3 values per action dim for the discrete solvers
     table = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, args.action_dim)
+    unknown = [n for n in args.solvers if n not in Args.solvers]
+    if unknown:  # before any solver script is loaded
+        raise ValueError(f"unknown solver(s) {unknown}; choose from {list(Args.solvers)}")
     planners, solvers = {}, {}
     for name in args.solvers:
         solvers[name] = make_solver(name, args, table)
@@ -340,7 +343,7 @@ def main(args: Args) -> dict:
                 if own is not None:
                     own_ms[name].append(own)
     ref = "cem" if "cem" in planners else None
-    peer_ref = f"swm_cem_b{args.peer_batch_sizes[0]}" if args.peer_batch_sizes else None
+    peer_ref = "swm_cem_b1"  # stable-worldmodel's CEM at its default batch size (1), whatever else was timed
     rows = []
     for name in planners:
         plans, floors = np.asarray(plan_ms[name]), np.asarray(floor_ms[name])
@@ -368,7 +371,7 @@ def main(args: Args) -> dict:
              f"action_block {args.action_block}, MLP {args.latent_dim}/{args.hidden}, {device.type} ({device_name})")
     print(f"\nplanning speed: {title}\n{command}\n(the paper reports no per-solver timings)")
     print(f"{'solver':<22}{'ms / plan':>11}{'own floor ms':>14}{'ratio':>8}{'x floor':>9}{'vs swm b1':>11}"
-          f"{'solver ms':>11}{'1+s/floor':>11}{'cost calls':>12}{'candidates':>12}{'mean cost':>11}")
+          f"{'solver ms':>11}{'1+s/floor':>11}{'cost calls':>12}{'candidates':>12}{'best cost':>11}")
     for r in rows:
         print(f"{r['solver']:<22}{r['ms_per_plan']:>11.1f}{r['floor_ms']:>14.1f}{r['ratio']:>8.2f}"
               f"{r['x_cem_floor']:>9.2f}{r['speedup_vs_peer_default']:>10.2f}x{r['solver_own_ms']:>11.1f}"

@@ -26,6 +26,7 @@ only, small data, 300 training steps, 20 pairs and fewer samples for the table, 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -192,6 +193,15 @@ def collect(args: Args, env_id: str, path: Path, episodes: int, seed: int) -> Pa
         path.parent / "logs" / f"collect_{path.stem}.log", args.threads)
     partial.rename(path)
     return path
+
+
+def code_hash() -> str:
+    """sha1[:8] of the training code (baselines/lewm_train.py and swm_core): a cached checkpoint is reused only while
+    that code is unchanged."""
+    digest = hashlib.sha1()
+    for path in [ROOT / "baselines" / "lewm_train.py", *sorted((ROOT / "swm_core").rglob("*.py"))]:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:8]
 
 
 def train_lewm(args: Args, train: Path, ckpt_dir: Path) -> Path:
@@ -421,7 +431,7 @@ def main(args: Args) -> dict:
         name = slug(env_id)
         env_dir = out / f"{name}_{mode}"
         held_out = Path(args.dataset) if args.dataset else collect(
-            args, env_id, out / f"{name}_eval_{args.eval_episodes}ep_s{args.seed + 10_000}.lance",
+            args, env_id, out / f"{name}_eval_{args.eval_episodes}ep_x{args.expert_fraction}_s{args.seed + 10_000}.lance",
             args.eval_episodes, args.seed + 10_000)
         if args.checkpoint:
             ckpt = Path(args.checkpoint)
@@ -429,7 +439,8 @@ def main(args: Args) -> dict:
             train = Path(args.train_dataset) if args.train_dataset else collect(
                 args, env_id, out / f"{name}_train_{args.train_episodes}ep_x{args.expert_fraction}_s{args.seed}.lance",
                 args.train_episodes, args.seed)
-            ckpt = train_lewm(args, train, out / f"{name}_lewm_{train.stem}_{args.train_steps}st_bs{args.batch_size}")
+            ckpt = train_lewm(args, train, out / (f"{name}_lewm_{train.stem}_{args.train_steps}st_bs{args.batch_size}"
+                                                  f"_s{args.seed}_{args.device}_{code_hash()}"))
         rows, floors, done = [], [], {}
         runs = [(solver, flag_table[solver]) for solver in args.solvers] + [
             (solver, [*flag_table[solver], "--env-id", variant])

@@ -130,17 +130,30 @@ def apply_mode(args: Args, mode: str) -> None:
             setattr(args, field, value)
 
 
-def code_hash(path: Path) -> str:
-    """sha1[:8] of a Python file's code: its syntax tree without docstrings and comments, so editing the prose of a
-    training script keeps its cached checkpoints and any change to what it runs retrains them."""
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if isinstance(body, list):
-            kept = [n for n in body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
-                                            and isinstance(n.value.value, str))]
-            node.body = kept or [ast.Pass()]
-    return hashlib.sha1(ast.dump(tree).encode()).hexdigest()[:8]
+def code_hash(*paths: Path) -> str:
+    """sha1[:8] of Python files' code: their syntax trees without docstrings and comments, so editing the prose of
+    a training script keeps its cached checkpoints and any change to what it runs retrains them."""
+    digest = hashlib.sha1()
+    for path in paths:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if isinstance(body, list):
+                kept = [n for n in body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
+                                                and isinstance(n.value.value, str))]
+                node.body = kept or [ast.Pass()]
+        digest.update(ast.dump(tree).encode())
+    return digest.hexdigest()[:8]
+
+
+def core_files() -> list[Path]:
+    """swm_core's modules: what every training and planning script runs besides its own file."""
+    return sorted((ROOT / "swm_core").rglob("*.py"))
+
+
+def file_hash(path: str | Path) -> str:
+    """sha1[:8] of a file's bytes (a weights file)."""
+    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:8]
 
 
 class RunFailed(RuntimeError):
@@ -329,14 +342,16 @@ def run_one(args: Args, mode: str, baseline: str, planner: tuple[str, str, str],
     extra, tag = [], f"{steps}st" if steps is not None else "preset"
     weights = dinowm_weights(args) if baseline == "dinowm" else None
     if weights:
-        extra, tag = ["--pretrained", "--encoder-weights", weights], tag + "_pretrained-enc"
-    # the hash of the script's code in the cache name: a checkpoint is reused only while its training script (and
-    # so its preset) runs the same code
-    script_hash = code_hash(ROOT / BASELINES[baseline])
-    ckpt_dir = ckpt_prefix.with_name(f"{ckpt_prefix.name}_{tag}_{script_hash}_seed{seed}")
+        extra, tag = ["--pretrained", "--encoder-weights", weights], tag + f"_enc-{file_hash(weights)}"
+    # the hash of the code in the cache name: a checkpoint is reused only while its training script (and so its
+    # preset) and swm_core run the same code, on the same device setting
+    script_hash = code_hash(ROOT / BASELINES[baseline], *core_files())
+    ckpt_dir = ckpt_prefix.with_name(f"{ckpt_prefix.name}_{tag}_{script_hash}_{args.device}_seed{seed}")
     if how == "script":
         ckpt, _ = train(args, baseline, train_data, ckpt_dir, seed, steps, extra)
-        out = plan_dir / f"{baseline}_{solver}_seed{seed}.json"
+        # a plan is reused only while the solver script runs the same code too
+        solver_hash = code_hash(ROOT / "solvers" / f"{solver}_plan.py")
+        out = plan_dir / f"{baseline}_{solver}_{solver_hash}_seed{seed}.json"
         return plan_with_solver(args, mode, baseline, solver, ckpt, held_out, out, seed, floors=floors), ckpt
     # evaluated by the training run itself, or --eval-only on a cached checkpoint
     ckpt, log = train(args, baseline, train_data, ckpt_dir, seed, steps,
@@ -423,7 +438,7 @@ def main(args: Args) -> dict:
     for env_id in envs:
         name = slug(env_id)
         held_out = Path(args.dataset) if args.dataset else collect(
-            args, env_id, out / f"{name}_eval_{args.eval_episodes}ep_s{args.seed + 10_000}.lance",
+            args, env_id, out / f"{name}_eval_{args.eval_episodes}ep_x{args.expert_fraction}_s{args.seed + 10_000}.lance",
             args.eval_episodes, args.seed + 10_000)
         train_data = Path(args.train_dataset) if args.train_dataset else collect(
             args, env_id, out / f"{name}_train_{args.train_episodes}ep_x{args.expert_fraction}_s{args.seed}.lance",

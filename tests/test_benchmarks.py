@@ -76,19 +76,25 @@ def test_solver_table_smoke(solver_run):
     assert (tmp / "results" / "solver_table_smoke.png").stat().st_size > 1000
     # datasets and the checkpoint are cached under --out-dir with their settings in the names
     assert (tmp / "runs" / "tworoom_train_4ep_x0.7_s0.lance").is_dir()
-    assert (tmp / "runs" / "tworoom_lewm_tworoom_train_4ep_x0.7_s0_2st_bs8" / "model.pt").is_file()
+    assert (tmp / "runs" / "tworoom_eval_2ep_x0.7_s10000.lance").is_dir()
+    # the checkpoint's name also carries the seed, the device setting and a hash of lewm_train.py + swm_core
+    bench = load("solver_table")
+    assert (tmp / "runs" / f"tworoom_lewm_tworoom_train_4ep_x0.7_s0_2st_bs8_s0_auto_{bench.code_hash()}"
+            / "model.pt").is_file()
 
 
 def test_success_table_smoke(solver_run):
     tmp, _ = solver_run
     runs = tmp / "runs"
     # the solver table's LeWM has exactly the settings of this run's seed-0 LeWM: put it in the cache to reuse
-    script_hash = load("success_table").code_hash(ROOT / "baselines" / "lewm_train.py")
-    cached = tmp / "success" / f"tworoom_lewm_tworoom_train_4ep_x0.7_s0_2st_{script_hash}_seed0"
+    st = load("success_table")
+    script_hash = st.code_hash(ROOT / "baselines" / "lewm_train.py", *st.core_files())  # script and swm_core
+    cached = tmp / "success" / f"tworoom_lewm_tworoom_train_4ep_x0.7_s0_2st_{script_hash}_auto_seed0"
     cached.mkdir(parents=True)
-    shutil.copy(runs / "tworoom_lewm_tworoom_train_4ep_x0.7_s0_2st_bs8" / "model.pt", cached / "model.pt")
+    shutil.copy(next(runs.glob("tworoom_lewm_tworoom_train_4ep_x0.7_s0_2st_bs8_s0_auto_*")) / "model.pt",
+                cached / "model.pt")
     proc = run("benchmarks/success_table.py", "--smoke", "--train-dataset", str(runs / "tworoom_train_4ep_x0.7_s0.lance"),
-               "--dataset", str(runs / "tworoom_eval_2ep_s10000.lance"), "--out-dir", str(tmp / "success"),
+               "--dataset", str(runs / "tworoom_eval_2ep_x0.7_s10000.lance"), "--out-dir", str(tmp / "success"),
                "--results-dir", str(tmp / "results"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"In-distribution success, {TWO_ROOM}" in proc.stdout and "87 (docs)" in proc.stdout
@@ -118,7 +124,7 @@ def test_failed_runs_are_reported_not_hidden(solver_run, tmp_path, monkeypatch):
 
     monkeypatch.setattr(bench, "run", failing_run)
     args = bench.Args(smoke=True, solvers=("cem", "icem"), checkpoint=str(tmp / "runs" / "unused.pt"),
-                      dataset=str(tmp / "runs" / "tworoom_eval_2ep_s10000.lance"), out_dir=str(tmp_path / "runs"),
+                      dataset=str(tmp / "runs" / "tworoom_eval_2ep_x0.7_s10000.lance"), out_dir=str(tmp_path / "runs"),
                       results_dir=str(tmp_path / "results"))
     result = bench.main(args)
     assert len(result["failures"]) == 2 and "cem_plan.py exited with 1" in result["failures"][0]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
@@ -645,9 +646,12 @@ def test_grasp_vs_gd_benchmark_prints_cost_per_horizon(tmp_path, capsys):
     bench = importlib.util.module_from_spec(spec)
     sys.modules["grasp_vs_gd"] = bench
     spec.loader.exec_module(bench)
-    args = bench.Args(horizons=(3, 6), num_envs=2, gd_lrs=(1.0,), output_json=str(tmp_path / "g.json"),
-                      output_png=str(tmp_path / "g.png"))
+    args = bench.Args(horizons=(3, 6), num_envs=2, gd_lrs=(1.0, 0.01), output_json=str(tmp_path / "g.json"),
+                      output_png=str(tmp_path / "g.png"), quick=True)  # --quick keeps horizons given explicitly
     rows = bench.main(args)["rows"]
     assert [r["horizon"] for r in rows] == [3, 6] and all(len(r["grasp"]) == len(r["gd_lr1"]) == 2 for r in rows)
+    for r in rows:  # GD's best learning rate per horizon is the one with the lowest mean cost
+        assert np.mean(r["gd_best"]) == min(np.mean(r["gd_lr1"]), np.mean(r["gd_lr0.01"]))
+        assert r["gd_best"] == r[f"gd_lr{r['gd_best_lr']:g}"]
     assert all(r["gradient_steps"] == 160 for r in rows)  # 120 GRASP steps + 4 syncs of 10 steps; GD gets as many
     assert "GRASP vs GD" in capsys.readouterr().out and (tmp_path / "g.png").stat().st_size > 0

@@ -484,7 +484,10 @@ def main(args: Args) -> dict:
                 if seed not in floors_by_seed and "no-op" in res and "random" in res:
                     floors_by_seed[seed] = {"no-op": res["no-op"], "random": res["random"]}
             m, s = mean_std(row["per_seed"])
-            note = "; ".join(n for n in (note, encoder_note(ckpts)) if n)
+            # a planner run with other settings than the solver's defaults says so (--quick: DINO-WM's CEM 100 x 10)
+            own_flags = QUICK_SOLVER_FLAGS.get(baseline, {}).get(solver, []) if mode == "quick" else []
+            planned = f"planned with {solver} {' '.join(own_flags)}" if own_flags else ""
+            note = "; ".join(n for n in (note, encoder_note(ckpts), planned) if n)
             if row["errors"]:
                 note = (note + "; " if note else "") + f"{len(row['errors'])} seed(s) failed"
             steps = train_steps_of(args, mode, baseline)

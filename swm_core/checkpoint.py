@@ -110,6 +110,9 @@ def read_checkpoint(path, map_location="cpu") -> dict:
         raise ValueError(f"{path} is not a readable swm checkpoint: {err}") from None
     if not isinstance(ckpt, dict) or "class_name" not in ckpt:
         raise ValueError(f"{path} is not an swm checkpoint (no class_name entry)")
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path} has checkpoint format_version {ckpt.get('format_version')!r}; this swm reads "
+                         f"version {FORMAT_VERSION}")
     ckpt["config"] = json.loads(ckpt["config"])
     ckpt["extra"] = json.loads(ckpt["extra"])
     return ckpt

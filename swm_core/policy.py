@@ -58,7 +58,12 @@ class NoOpPolicy(BasePolicy):
 
     def get_actions(self, infos):
         n = len(infos["step_idx"])
-        return np.zeros((n, *self.action_space.shape), dtype=self.action_space.dtype)
+        space = self.action_space
+        if space is None:
+            raise RuntimeError("NoOpPolicy has no action space: attach it with world.set_policy(policy) first")
+        if isinstance(space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete)):  # index 0 of each: the env's no-op
+            return np.broadcast_to(np.asarray(space.start, np.int64), (n, *space.shape)).copy()
+        return np.zeros((n, *space.shape), dtype=space.dtype)
 
 
 class MixturePolicy(BasePolicy):
@@ -131,6 +136,8 @@ class MPCPolicy(BasePolicy):
                  warm_start: bool = True, device: str | torch.device | None = None):
         if not 1 <= receding_horizon <= horizon:
             raise ValueError(f"receding_horizon must be in [1, horizon={horizon}], got {receding_horizon}")
+        if action_block is not None and int(action_block) < 1:
+            raise ValueError(f"action_block must be >= 1 env steps per model step, got {action_block!r}")
         model_block = getattr(model, "action_block", None)
         self.action_block = int(action_block or model_block or 1)
         if model_block is not None and self.action_block != model_block:

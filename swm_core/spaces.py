@@ -44,7 +44,10 @@ class Box:
                 f"variation {key!r}: value {np.asarray(value).tolist()} is outside the allowed range "
                 f"[{self.low.tolist()}, {self.high.tolist()}]"
             )
-        return np.asarray(arr, dtype=self.dtype).copy()
+        if np.issubdtype(self.dtype, np.integer) and np.any(arr != np.round(arr)):
+            raise ValueError(f"variation {key!r}: value {np.asarray(value).tolist()} must be whole numbers "
+                             f"(an integer leaf in [{self.low.tolist()}, {self.high.tolist()}])")
+        return np.asarray(np.round(arr) if np.issubdtype(self.dtype, np.integer) else arr, dtype=self.dtype).copy()
 
     def describe(self) -> str:
         return f"Box[{self.low.tolist()}, {self.high.tolist()}]"
@@ -150,6 +153,10 @@ class VariationSpace:
         options = options or {}
         values = self.defaults()
         requested = options.get("variation") or []
+        if not isinstance(requested, (str, list, tuple)):
+            raise ValueError(f"options['variation'] names the keys to sample (a key, a list of keys or 'all'), got "
+                             f"{type(requested).__name__} {requested!r}; give fixed values in "
+                             "options['variation_values']")
         keys = self.resolve(list(default_keys) + list([requested] if isinstance(requested, str) else requested))
         values.update(self.sample(keys, rng))
         values.update(self.validate(options.get("variation_values") or {}))

@@ -39,6 +39,18 @@ def stack_infos(infos: Sequence[dict]) -> dict[str, np.ndarray]:
     return out
 
 
+def _check_count(name: str, value) -> None:
+    if int(value) < 1:
+        raise ValueError(f"{name} must be >= 1, got {value!r}")
+
+
+def evaluation_seeds(seed: int, episodes: int) -> list[int]:
+    """The reset seeds of ``World.evaluate``'s episodes: derived from (seed, a tag), so they are not ``collect``'s
+    ``seed + e`` (an evaluation would otherwise replay the training episodes' starts and goals)."""
+    state = np.random.SeedSequence([int(seed), 0x5EED_E7A1]).generate_state(episodes, dtype=np.uint32)
+    return [int(s) & 0x7FFFFFFF for s in state]
+
+
 class World:
     """A batch of ``num_envs`` envs of ``env_id`` stepped together by one policy.
 
@@ -108,7 +120,16 @@ class World:
     def _reset_env(self, i: int, seed: int | None, options: dict | None) -> None:
         _, info = self.envs[i].reset(seed=seed, options=options)
         self._write(i, info)
+        self.infos["active"][i] = True  # an evaluation's idle slots were marked inactive; a reset slot acts again
         self._needs_reset[i] = False
+
+    def _budget(self, name: str, value: int | None) -> int:
+        """Steps allowed per episode: ``value``, or the World's max_episode_steps when None; must be >= 1."""
+        if value is None:
+            return self.max_episode_steps
+        if int(value) < 1:
+            raise ValueError(f"{name} must be >= 1 env steps, got {value!r}")
+        return int(value)
 
     # --- Gym-like control -----------------------------------------------------------------------------------------
     def set_policy(self, policy) -> None:
@@ -120,6 +141,9 @@ class World:
         """Reset every env; env ``i`` gets seed ``seed + i`` (or a seed drawn from the world's generator)."""
         base = int(self._rng.integers(2**31)) if seed is None else int(seed)
         per_env = options if isinstance(options, (list, tuple)) else [options] * self.num_envs
+        if len(per_env) != self.num_envs:
+            raise ValueError(f"options is a list of {len(per_env)} dicts, but the World has {self.num_envs} envs: "
+                             "pass one dict for all envs or one per env")
         for i in range(self.num_envs):
             self._reset_env(i, base + i, per_env[i])
         if self.policy is not None and hasattr(self.policy, "reset"):
@@ -144,10 +168,11 @@ class World:
         if restarted and self.policy is not None and hasattr(self.policy, "reset"):
             self.policy.reset(np.asarray(restarted))
 
-    def _step_env(self, i: int, action) -> bool:
+    def _step_env(self, i: int, action, budget: int | None = None) -> bool:
+        """Step env ``i``; ``truncated`` marks the last step the budget allows (default: max_episode_steps)."""
         _, reward, terminated, truncated, info = self.envs[i].step(action)
         step = int(self.infos["step_idx"][i]) + 1
-        truncated = truncated or step >= self.max_episode_steps
+        truncated = truncated or step >= (self.max_episode_steps if budget is None else budget)
         self._write(i, info, action, reward, terminated, truncated, step)
         done = terminated or truncated
         self._needs_reset[i] = done
@@ -221,7 +246,7 @@ class World:
             restarted = []
             for slot in np.flatnonzero(current >= 0):
                 e = current[slot]
-                self._step_env(slot, actions[slot])
+                self._step_env(slot, actions[slot], budget)
                 if on_step is not None:
                     on_step(slot, e, actions[slot])
                 step = int(self.infos["step_idx"][slot])
@@ -253,13 +278,18 @@ class World:
     def evaluate(self, policy=None, episodes: int = 10, seed: int = 0, options: dict | None = None,
                  max_episode_steps: int | None = None, video: str | Path | None = None,
                  video_episodes: int = 4) -> dict:
-        """Episodic evaluation: each episode resets the env (seed ``seed + e``), which defines the goal; an episode
-        ends at its first success or after ``max_episode_steps``. Returns success rate, per-episode success,
-        steps to success, seeds, the FoV values used and the fraction already solved at the start."""
-        starts = [{"seed": seed + e, "options": options} for e in range(episodes)]
+        """Episodic evaluation: each episode resets the env, which defines the goal; an episode ends at its first
+        success or after ``max_episode_steps``. Returns success rate, per-episode success, steps to success, seeds,
+        the FoV values used and the fraction already solved at the start.
+
+        Episode e resets with the seed ``evaluation_seeds(seed, episodes)[e]``, derived from ``seed`` and unlike
+        ``collect``'s ``seed + e``: an evaluation with the seed a dataset was collected with does not replay the
+        dataset's starts and goals."""
+        _check_count("episodes", episodes)
+        budget = self._budget("max_episode_steps", max_episode_steps)
+        starts = [{"seed": s, "options": options} for s in evaluation_seeds(seed, episodes)]
         recorder = _VideoRecorder(self, video, video_episodes)
-        result = self._run_episodes(policy, starts, max_episode_steps or self.max_episode_steps, True,
-                                    on_step=recorder.on_step if video else None)
+        result = self._run_episodes(policy, starts, budget, True, on_step=recorder.on_step if video else None)
         recorder.save()
         return result
 
@@ -270,6 +300,7 @@ class World:
         """The dataset-driven protocol: start at a recorded step t (full simulator state and FoV values
         restored), goal = the recorded frame ``goal_offset`` steps later in the same episode, at most
         ``eval_budget`` env steps. ``episode_ids`` restricts the recorded episodes used (e.g. a held-out split)."""
+        eval_budget = self._budget("eval_budget", eval_budget)
         starts, pairs = self.dataset_starts(dataset, episodes, goal_offset, seed, episode_ids, storage_options)
         recorder = _VideoRecorder(self, video, video_episodes)
         result = self._run_episodes(policy, starts, eval_budget, True, on_step=recorder.on_step if video else None)
@@ -283,6 +314,10 @@ class World:
         (simulator state, FoV values, goal state and goal frame) and the pairs drawn."""
         from swm_core.data import TrajectoryDataset, open_dataset
 
+        _check_count("episodes", episodes)
+        if int(goal_offset) < 1:
+            raise ValueError(f"goal_offset must be >= 1 env steps (the goal is that many steps after the start), "
+                             f"got {goal_offset!r}")
         ds = dataset if isinstance(dataset, TrajectoryDataset) else open_dataset(dataset, storage_options)
         env_id, size = ds.metadata.get("env_id"), ds.metadata.get("image_size")
         if env_id is not None and not swm_core.envs.same_dynamics(env_id, self.env_id):
@@ -332,8 +367,9 @@ class World:
         from swm_core.data import LanceWriter, check_jpeg_subsampling
 
         jpeg_subsampling = check_jpeg_subsampling(jpeg_subsampling)  # before any episode runs
-
-        budget = max_episode_steps or self.max_episode_steps
+        _check_count("episodes", episodes)
+        _check_count("commit_every", commit_every)
+        budget = self._budget("max_episode_steps", max_episode_steps)
         starts = [{"seed": seed + e, "options": options} for e in range(episodes)]
         buffers: list[dict[str, list]] = [dict() for _ in range(self.num_envs)]
         held: list[dict[str, np.ndarray]] = [dict() for _ in range(self.num_envs)]
@@ -359,7 +395,7 @@ class World:
 
         done = 0
 
-        def on_end(slot, e):
+        def on_end(slot, e):  # episodes are written as they finish (with num_envs > 1 not always in seed order)
             nonlocal done
             episode = {k: np.stack(v) for k, v in buffers[slot].items()}
             length = len(episode["action"])

@@ -182,7 +182,7 @@ def test_success_table_quick_sizes_steps_and_dinowm_encoder(tmp_path):
     import torch
 
     def checkpoint(path, class_name, config):
-        torch.save({"class_name": class_name, "config": json.dumps(config), "extra": "{}"}, path)
+        torch.save({"format_version": 1, "class_name": class_name, "config": json.dumps(config), "extra": "{}"}, path)
         return path
 
     paths = [checkpoint(tmp_path / f"d{i}.pt", "DINOWM", {"encoder": "efficientnet_lite0", "encoder_layer": 2,

@@ -117,6 +117,11 @@ def test_checkpoint_round_trip(toy_project, tmp_path):
     torch.testing.assert_close(loaded.stats["action"]["std"], torch.full((2,), 2.0, dtype=torch.float64))
     with pytest.raises(ValueError, match="holds a Toy.*pass a LeWM checkpoint"):
         ckpt_mod.load_checkpoint(path, expected_class="LeWM")
+    raw = torch.load(path, weights_only=True)  # a checkpoint of another format version is refused by name
+    raw["format_version"] = 99
+    torch.save(raw, tmp_path / "future.pt")
+    with pytest.raises(ValueError, match="has checkpoint format_version 99; this swm reads version 1"):
+        ckpt_mod.load_checkpoint(tmp_path / "future.pt")
 
 
 def test_checkpoint_refuses_classes_outside_the_project_scripts(toy_project, tmp_path):
@@ -162,3 +167,47 @@ def test_native_env_ids_win_over_another_packages_registration():
         importlib.reload(swm_core.envs)
     assert gym.registry["swm/TwoRoom-v1"].entry_point == "swm_core.envs.two_room:TwoRoomEnv"
     assert any("CartPoleEnv" in str(w.message) for w in caught)
+
+
+def test_integer_leaves_and_variation_options_are_checked():
+    space = VariationSpace({"wall": {"thickness": Box(2, 10, default=4, dtype=np.int64)}})
+    assert space.validate({"wall.thickness": 7.0})["wall.thickness"] == 7
+    with pytest.raises(ValueError, match=r"variation 'wall.thickness': value 7.9 must be whole numbers"):
+        space.validate({"wall.thickness": 7.9})
+    with pytest.raises(ValueError, match=r"options\['variation'\] names the keys to sample.*options\['variation_values'\]"):
+        space.values_for_episode((), {"variation": {"wall.thickness": 5}}, np.random.default_rng(0))
+
+
+def test_env_reset_options_are_checked_and_infos_are_copies():
+    import gymnasium as gym
+
+    import swm_core.envs  # noqa: F401
+
+    env = gym.make("swm/TwoRoom-v1", image_size=16, disable_env_checker=True).unwrapped
+    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['variatons'\]; allowed: \['goal_pixels'"):
+        env.reset(seed=0, options={"variatons": ["agent.color"]})
+    with pytest.raises(ValueError, match=r"options\['goal_state'\] must be finite with the state's shape \(2,\)"):
+        env.reset(seed=0, options={"goal_state": [1.0]})
+    with pytest.raises(ValueError, match=r"options\['goal_pixels'\] must be a \(16, 16, 3\) frame, got shape \(3, 3\)"):
+        env.reset(seed=0, options={"goal_pixels": np.zeros((3, 3))})
+    _, info = env.reset(seed=0)
+    info["variation"]["agent.color"][:] = 0  # editing a returned info leaves the env's FoV record alone
+    assert env.variation["agent.color"].tolist() != [0, 0, 0]
+
+
+def test_noop_policy_on_discrete_spaces_and_bad_action_blocks():
+    import gymnasium as gym
+
+    from swm_core import MPCPolicy, NoOpPolicy
+
+    infos = {"step_idx": np.zeros(3)}
+    noop = NoOpPolicy()
+    noop.set_action_space(gym.spaces.Discrete(4, start=5))
+    assert noop.get_actions(infos).tolist() == [5, 5, 5]  # index 0 of the space, inside it
+    noop.set_action_space(gym.spaces.MultiDiscrete([3, 3]))
+    assert noop.get_actions(infos).tolist() == [[0, 0]] * 3
+    with pytest.raises(RuntimeError, match="NoOpPolicy has no action space"):
+        NoOpPolicy().get_actions(infos)
+    with pytest.raises(ValueError, match="action_block must be >= 1 env steps per model step, got 0"):
+        MPCPolicy(torch.nn.Linear(1, 1), solver=None, action_block=0)
+

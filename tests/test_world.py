@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 
 from swm_core import NoOpPolicy, RandomPolicy, VariationSpace, World
+from swm_core.data import open_dataset
 from swm_core.envs.base import SWMEnv
 from swm_core.spaces import RGB, Box
+from swm_core.world import evaluation_seeds
 
 
 class TimedEnv(SWMEnv):
@@ -91,22 +93,25 @@ def test_step_rejects_wrong_action_shape():
 
 
 def test_evaluate_counts_every_episode_without_bias():
-    # 12 episodes on 4 slots: seeds 0..11, even seeds succeed at step 2, odd ones never (budget 20).
+    # 12 episodes on 4 slots: even seeds succeed at step 2, odd ones never (budget 20)
     world = World("swm-test/Timed-v0", num_envs=4, image_size=8, max_episode_steps=20)
     result = world.evaluate(Forward(), episodes=12, seed=0)
+    seeds = result["seeds"]
+    np.testing.assert_array_equal(seeds, evaluation_seeds(0, 12))  # derived from the seed, not collect's 0..11
+    assert not set(seeds.tolist()) & set(range(12)) and 0 < (seeds % 2 == 0).sum() < 12
+    even = seeds % 2 == 0
     assert result["episodes"] == 12
-    assert result["success_rate"] == 0.5
-    np.testing.assert_array_equal(result["success"], np.arange(12) % 2 == 0)
-    np.testing.assert_array_equal(result["steps_to_success"], np.where(np.arange(12) % 2 == 0, 2, -1))
-    np.testing.assert_array_equal(result["seeds"], np.arange(12))
-    np.testing.assert_array_equal(result["episode_length"], np.where(np.arange(12) % 2 == 0, 2, 20))
+    assert result["success_rate"] == even.mean()
+    np.testing.assert_array_equal(result["success"], even)
+    np.testing.assert_array_equal(result["steps_to_success"], np.where(even, 2, -1))
+    np.testing.assert_array_equal(result["episode_length"], np.where(even, 2, 20))
 
 
 def test_evaluate_fewer_episodes_than_envs_and_options_recorded():
     world = World("swm-test/Timed-v0", num_envs=4, image_size=8, max_episode_steps=4)
     options = {"variation_values": {"agent.color": [1, 2, 3]}}
     result = world.evaluate(Forward(), episodes=2, seed=4, options=options)
-    assert result["episodes"] == 2 and result["success_rate"] == 0.5
+    assert result["episodes"] == 2 and result["success_rate"] == np.mean(result["seeds"] % 2 == 0)
     np.testing.assert_array_equal(result["variations"][0]["agent.color"], [1, 2, 3])
 
 
@@ -180,3 +185,41 @@ def test_collect_is_reproducible(tmp_path):
     a, b = run(tmp_path / "a.lance"), run(tmp_path / "b.lance")
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_bad_counts_budgets_and_options_are_named(tmp_path):
+    world = World("swm-test/Timed-v0", num_envs=2, image_size=8, max_episode_steps=6)
+    with pytest.raises(ValueError, match="max_episode_steps must be >= 1 env steps, got 0"):
+        world.evaluate(Forward(), episodes=2, max_episode_steps=0)
+    with pytest.raises(ValueError, match="episodes must be >= 1, got -2"):
+        world.evaluate(Forward(), episodes=-2)
+    with pytest.raises(ValueError, match="commit_every must be >= 1, got 0"):
+        world.collect(tmp_path / "c.lance", episodes=2, policy=Forward(), commit_every=0, progress=False)
+    assert not (tmp_path / "c.lance").exists()
+    with pytest.raises(ValueError, match="max_episode_steps must be >= 1 env steps, got -3"):
+        world.collect(tmp_path / "c.lance", episodes=2, policy=Forward(), max_episode_steps=-3, progress=False)
+    with pytest.raises(ValueError, match="options is a list of 3 dicts, but the World has 2 envs"):
+        world.reset(seed=0, options=[{}, {}, {}])
+    world.collect(tmp_path / "d.lance", episodes=2, policy=Forward(), encoding="raw", progress=False)
+    with pytest.raises(ValueError, match="eval_budget must be >= 1 env steps, got 0"):
+        world.evaluate_from_dataset(tmp_path / "d.lance", episodes=2, goal_offset=2, eval_budget=0, policy=Forward())
+    with pytest.raises(ValueError, match="goal_offset must be >= 1 env steps"):
+        world.evaluate_from_dataset(tmp_path / "d.lance", episodes=2, goal_offset=-5, policy=Forward())
+    with pytest.raises(ValueError, match="episodes must be >= 1, got -1"):
+        world.evaluate_from_dataset(tmp_path / "d.lance", episodes=-1, goal_offset=2, policy=Forward())
+
+
+def test_a_policy_acts_again_after_an_evaluation():
+    world = World("swm-test/Timed-v0", num_envs=3, image_size=8, max_episode_steps=4)
+    world.evaluate(Forward(), episodes=1, seed=0)  # slots 1 and 2 idle: marked inactive
+    world.reset(seed=0)
+    assert world.infos["active"].all()
+
+
+def test_truncated_marks_the_last_step_of_the_runs_budget(tmp_path):
+    world = World("swm-test/Timed-v0", num_envs=1, image_size=8, max_episode_steps=10)
+    world.collect(tmp_path / "t.lance", episodes=1, seed=1, policy=Forward(), max_episode_steps=4, encoding="raw",
+                  progress=False)  # seed 1: the goal is far, the episode runs its whole budget of 4 steps
+    rows = open_dataset(tmp_path / "t.lance").read_rows(np.arange(5), ["truncated"])["truncated"]
+    assert rows.tolist() == [False, False, False, False, True]
+

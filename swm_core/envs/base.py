@@ -24,6 +24,9 @@ import numpy as np
 
 from swm_core.spaces import VariationSpace
 
+# what ``reset(options=...)`` takes: FoV keys to sample, fixed FoV values, a simulator state to restore, a goal
+RESET_OPTIONS = frozenset({"variation", "variation_values", "sim_state", "goal_state", "goal_pixels"})
+
 
 class SWMEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
@@ -75,16 +78,26 @@ class SWMEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         options = dict(options or {})
+        unknown = sorted(set(options) - RESET_OPTIONS)
+        if unknown:
+            raise ValueError(f"unknown reset option(s) {unknown}; allowed: {sorted(RESET_OPTIONS)}")
         self.variation = self.variation_space.values_for_episode(self.default_variations, options, self.np_random)
         self._reset_sim(self.np_random, options)
         if options.get("sim_state") is not None:
             self.set_sim_state(np.asarray(options["sim_state"], dtype=np.float64))
         goal_state = options.get("goal_state")
-        self.goal_state = (
-            self._sample_goal_state(self.np_random) if goal_state is None else np.asarray(goal_state, np.float32)
-        )
+        if goal_state is not None:
+            goal_state = np.asarray(goal_state, np.float32)
+            expected = self.get_state().shape
+            if goal_state.shape != expected or not np.all(np.isfinite(goal_state)):
+                raise ValueError(f"options['goal_state'] must be finite with the state's shape {expected}, got "
+                                 f"shape {goal_state.shape}: {goal_state.tolist()}")
+        self.goal_state = self._sample_goal_state(self.np_random) if goal_state is None else goal_state
         goal_pixels = options.get("goal_pixels")
-        self._goal_pixels = self._render_state(self.goal_state) if goal_pixels is None else np.asarray(goal_pixels)
+        frame = self._render_state(self.goal_state)
+        if goal_pixels is not None and np.shape(goal_pixels) != frame.shape:
+            raise ValueError(f"options['goal_pixels'] must be a {frame.shape} frame, got shape {np.shape(goal_pixels)}")
+        self._goal_pixels = frame if goal_pixels is None else np.asarray(goal_pixels)
         info = self._info()
         return self._obs(info), info
 
@@ -122,5 +135,5 @@ class SWMEnv(gym.Env):
             "goal_proprio": self._proprio_of(self.goal_state),
             "sim_state": self.get_sim_state(),
             "success": bool(self._success()),
-            "variation": dict(self.variation),
+            "variation": {k: np.array(v) for k, v in self.variation.items()},  # copies: callers may edit them
         }

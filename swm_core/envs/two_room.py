@@ -22,7 +22,6 @@ import math
 from collections.abc import Mapping
 
 import cv2
-import gymnasium as gym
 import numpy as np
 from gymnasium import spaces as gspaces
 
@@ -506,12 +505,3 @@ class TwoRoomExpert:
         if self.noise > 0:
             actions += self.rng.normal(0.0, self.noise, size=actions.shape)
         return np.clip(actions, -1.0, 1.0).astype(np.float32)
-
-
-for _id, _entry in (
-    ("swm/TwoRoom-v1", f"{__name__}:TwoRoomEnv"),
-    ("swm/TwoRoomDiscrete-v1", f"{__name__}:TwoRoomDiscreteEnv"),
-    ("swm/TwoRoomMultiDiscrete-v1", f"{__name__}:TwoRoomMultiDiscreteEnv"),
-):
-    if _id not in gym.registry:
-        gym.register(id=_id, entry_point=_entry)

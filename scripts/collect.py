@@ -15,7 +15,7 @@ from swm_core.formats import is_s3, s3_storage_options
 @dataclass
 class Args:
     env_id: str = "swm/TwoRoom-v1"
-    """the env to record (any registered id; swm/PushT-v1, swm/TwoRoom-v1 are native)"""
+    """the swm env to record (swm/PushT-v1, swm/TwoRoom-v1, swm/TwoRoomDiscrete-v1, swm/TwoRoomMultiDiscrete-v1)"""
     output: str = "data/two_room.lance"
     """where the Lance dataset goes (local path or s3://bucket/path); an existing dataset is appended to"""
     episodes: int = 100

@@ -147,18 +147,22 @@ class VariationSpace:
             out[key] = self.leaves[key].validate(value, key)
         return out
 
+    def sampled_keys(self, default_keys, options: Mapping | None) -> list[str]:
+        """The leaves one episode samples: the env's default variations plus the requested ``options['variation']``
+        (a key, a list of keys or 'all'), resolved; ``options['variation_values']`` then fixes some of them."""
+        requested = (options or {}).get("variation") or []
+        if not isinstance(requested, (str, list, tuple)):
+            raise ValueError(f"options['variation'] names the keys to sample (a key, a list of keys or 'all'), got "
+                             f"{type(requested).__name__} {requested!r}; give fixed values in "
+                             "options['variation_values']")
+        return self.resolve(list(default_keys) + list([requested] if isinstance(requested, str) else requested))
+
     def values_for_episode(self, default_keys, options: Mapping | None, rng: np.random.Generator):
         """The values in force for one episode: defaults, then the env's default variations plus the requested
         ``options['variation']`` sampled (additive, never replacing), then ``options['variation_values']``."""
         options = options or {}
         values = self.defaults()
-        requested = options.get("variation") or []
-        if not isinstance(requested, (str, list, tuple)):
-            raise ValueError(f"options['variation'] names the keys to sample (a key, a list of keys or 'all'), got "
-                             f"{type(requested).__name__} {requested!r}; give fixed values in "
-                             "options['variation_values']")
-        keys = self.resolve(list(default_keys) + list([requested] if isinstance(requested, str) else requested))
-        values.update(self.sample(keys, rng))
+        values.update(self.sample(self.sampled_keys(default_keys, options), rng))
         values.update(self.validate(options.get("variation_values") or {}))
         return values
 

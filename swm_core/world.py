@@ -22,7 +22,7 @@ RECORDED = ("pixels", "goal", "proprio", "goal_proprio", "state", "goal_state", 
 def _check_env_id(env_id: str) -> None:
     if env_id not in gym.registry:
         native = sorted(k for k in gym.registry if k.startswith("swm/"))
-        raise ValueError(f"unknown env id {env_id!r}; native swm envs: {native} (or any registered Gymnasium id)")
+        raise ValueError(f"unknown env id {env_id!r}; World runs the native swm envs: {native}")
 
 
 def stack_infos(infos: Sequence[dict]) -> dict[str, np.ndarray]:
@@ -79,7 +79,17 @@ class World:
     def _make_env(env_id, image_size, wrappers, env_kwargs):
         from swm_core.wrappers import apply_wrappers
 
-        env = gym.make(env_id, image_size=image_size, disable_env_checker=True, **env_kwargs).unwrapped
+        from swm_core.envs.base import SWMEnv
+
+        native = sorted(k for k in gym.registry if k.startswith("swm/"))
+        try:
+            env = gym.make(env_id, image_size=image_size, disable_env_checker=True, **env_kwargs).unwrapped
+        except TypeError as err:
+            raise ValueError(f"env {env_id!r} cannot be made as a swm env ({err}); World runs swm envs (states, "
+                             f"goals and FoV values), e.g. the native {native}") from None
+        if not isinstance(env, SWMEnv):
+            raise ValueError(f"env {env_id!r} is a {type(env).__name__}, not a swm env (SWMEnv: states, goals and "
+                             f"FoV values); native swm envs: {native}")
         return apply_wrappers(env, wrappers) if wrappers else env
 
     # --- batched infos ------------------------------------------------------------------------------------------

@@ -207,9 +207,8 @@ class TwoRoomEnv(SWMEnv):
 
     # --- reset ------------------------------------------------------------------------------------------------
     def _sampled_keys(self, options: dict) -> set[str]:
-        requested = options.get("variation") or []
-        requested = [requested] if isinstance(requested, str) else list(requested)
-        keys = set(self.variation_space.resolve(list(self.default_variations) + requested))
+        """The leaves this episode drew at random (not fixed by ``variation_values``)."""
+        keys = set(self.variation_space.sampled_keys(self.default_variations, options))
         return keys - set(options.get("variation_values") or {})
 
     def _reset_sim(self, rng: np.random.Generator, options: dict) -> None:

@@ -77,9 +77,8 @@ class World:
 
     @staticmethod
     def _make_env(env_id, image_size, wrappers, env_kwargs):
-        from swm_core.wrappers import apply_wrappers
-
         from swm_core.envs.base import SWMEnv
+        from swm_core.wrappers import apply_wrappers
 
         native = sorted(k for k in gym.registry if k.startswith("swm/"))
         try:

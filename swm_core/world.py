@@ -74,6 +74,7 @@ class World:
         self.infos: dict[str, np.ndarray] = {}
         self._rng = np.random.default_rng(seed)
         self._needs_reset = np.ones(num_envs, dtype=bool)
+        self._options: list[dict | None] = [None] * num_envs  # the last reset()'s options per env
 
     @staticmethod
     def _make_env(env_id, image_size, wrappers, env_kwargs):
@@ -153,6 +154,7 @@ class World:
         if len(per_env) != self.num_envs:
             raise ValueError(f"options is a list of {len(per_env)} dicts, but the World has {self.num_envs} envs: "
                              "pass one dict for all envs or one per env")
+        self._options = list(per_env)  # step()'s automatic resets keep them
         for i in range(self.num_envs):
             self._reset_env(i, base + i, per_env[i])
         if self.policy is not None and hasattr(self.policy, "reset"):
@@ -170,7 +172,7 @@ class World:
         restarted = []
         for i in range(self.num_envs):
             if self._needs_reset[i]:
-                self._reset_env(i, int(self._rng.integers(2**31)), None)
+                self._reset_env(i, int(self._rng.integers(2**31)), self._options[i])
                 restarted.append(i)
             else:
                 self._step_env(i, actions[i])

@@ -225,3 +225,11 @@ def test_truncated_marks_the_last_step_of_the_runs_budget(tmp_path):
     rows = open_dataset(tmp_path / "t.lance").read_rows(np.arange(5), ["truncated"])["truncated"]
     assert rows.tolist() == [False, False, False, False, True]
 
+
+def test_automatic_resets_keep_the_options_of_reset():
+    world = World("swm-test/Timed-v0", num_envs=2, image_size=8, max_episode_steps=2)
+    world.reset(seed=0, options={"variation_values": {"agent.color": [0, 0, 255]}})
+    for _ in range(5):  # episodes of 2 steps: two automatic resets per env
+        world.step(np.ones((2, 1), np.float32))
+        assert world.infos["variation.agent.color"].tolist() == [[0, 0, 255]] * 2
+

@@ -385,6 +385,10 @@ class World:
         buffers: list[dict[str, list]] = [dict() for _ in range(self.num_envs)]
         held: list[dict[str, np.ndarray]] = [dict() for _ in range(self.num_envs)]
         per_step = [*RECORDED, "action", "reward", "terminated", "truncated", "success", "step_idx"]
+        # the action after an episode's last observation does not exist: NaN for continuous actions; discrete ones
+        # are stored as the integers they are (int64), with -1 there (never a valid index)
+        discrete = self.action_space.dtype.kind in "iu"
+        action_dtype, no_action = (np.int64, -1) if discrete else (np.float32, np.nan)
         writer = None
 
         def on_step(slot, e, action):
@@ -399,10 +403,10 @@ class World:
                 buf.clear()
                 held[slot] = {k: v[slot].copy() for k, v in self.infos.items() if k.startswith("variation.")}
             else:  # the action taken after the previous observation
-                buf["action"][-1] = np.asarray(action, dtype=np.float32)
+                buf["action"][-1] = np.asarray(action, dtype=action_dtype)
             for key in per_step:
                 buf.setdefault(key, []).append(self.infos[key][slot].copy())
-            buf["action"][-1] = np.full(self.action_space.shape, np.nan, dtype=np.float32)
+            buf["action"][-1] = np.full(self.action_space.shape, no_action, dtype=action_dtype)
 
         done = 0
 

@@ -233,3 +233,17 @@ def test_automatic_resets_keep_the_options_of_reset():
         world.step(np.ones((2, 1), np.float32))
         assert world.infos["variation.agent.color"].tolist() == [[0, 0, 255]] * 2
 
+
+
+def test_discrete_actions_are_stored_as_integers(tmp_path):
+    for env_id, shape in (("swm/TwoRoomDiscrete-v1", ()), ("swm/TwoRoomMultiDiscrete-v1", (2,))):
+        world = World(env_id, num_envs=2, image_size=16, max_episode_steps=5)
+        path = tmp_path / f"{env_id.split('/')[1]}.lance"
+        world.collect(path, episodes=2, policy=RandomPolicy(seed=0), progress=False)
+        ds = open_dataset(path)
+        actions = ds.read_rows(np.arange(ds.num_rows), ["action"])["action"]
+        assert actions.dtype == np.int64 and actions.shape == (ds.num_rows, *shape)
+        last = ds.episode_offsets + ds.episode_lengths - 1  # no action follows an episode's last observation
+        assert (actions[last] == -1).all()
+        taken = np.delete(actions, last, axis=0)
+        assert ((taken >= 0) & (taken < world.action_space.nvec.max() if shape else taken < 9)).all()

@@ -283,7 +283,9 @@ class ICEMSolver:
             population.append(s)
             evals += b * s
             elite_costs, idx = torch.topk(costs, self.topk, dim=1, largest=False, sorted=True)
-            elites = torch.gather(candidates, 1, idx[:, :, None, None].expand(-1, -1, h, d))
+            # one row gather over (B * S) flattened rows: faster on CPU than a 4-D gather with an expanded index
+            rows = (idx + torch.arange(b, device=idx.device)[:, None] * s).flatten()
+            elites = candidates.view(b * s, h, d).index_select(0, rows).view(b, self.topk, h, d)
             kept = elites[:, : self.num_elites_kept] if self.num_elites_kept else None
             elite_mean = elites.mean(dim=1)
             elite_std = (elites - elite_mean[:, None]).pow_(2).mean(dim=1).sqrt_()  # faster than Tensor.std on CPU

@@ -653,7 +653,7 @@ class FeatureCache:
     def __init__(self, model, windows, device, chunk: int = 256):
         from swm_core.data import open_dataset
 
-        ds = open_dataset(windows.path, windows.storage_options)
+        ds = open_dataset(windows.path, windows.storage_options, windows.version)  # the version trained on
         rows = np.concatenate([ds.episode_rows(ep) for ep in windows.episode_ids])
         self.position = np.full(ds.num_rows, -1, dtype=np.int64)  # dataset row -> cache row
         self.position[rows] = np.arange(len(rows))

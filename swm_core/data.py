@@ -615,6 +615,11 @@ class LanceWriter:
                 )
 
     @property
+    def next_episode_id(self) -> int:
+        """The smallest episode id ``add_episode`` still accepts (the id it gives when none is passed)."""
+        return self._next_episode
+
+    @property
     def num_buffered(self) -> int:
         """Episodes added since the last commit."""
         return len(self._batches) + getattr(self, "_staged_episodes", 0)

@@ -1311,7 +1311,7 @@ def write_lance(source: Source, dst, *, encoding: str | None = None, jpeg_qualit
                     # out of order, gets the next free one)
                     ids = ep.get("episode_idx")
                     source_id = int(ids[0]) if keep_ids and ids is not None and len(ids) else None
-                    keep_ids = source_id is not None and source_id >= writer._next_episode
+                    keep_ids = source_id is not None and source_id >= writer.next_episode_id
                     episode = {}
                     for c, x in ep.items():
                         if c == "episode_idx":

@@ -81,15 +81,17 @@ class World:
         from swm_core.envs.base import SWMEnv
         from swm_core.wrappers import apply_wrappers
 
-        native = sorted(k for k in gym.registry if k.startswith("swm/"))
+        def native() -> list[str]:
+            return sorted(k for k in gym.registry if k.startswith("swm/"))
+
         try:
             env = gym.make(env_id, image_size=image_size, disable_env_checker=True, **env_kwargs).unwrapped
         except TypeError as err:
             raise ValueError(f"env {env_id!r} cannot be made as a swm env ({err}); World runs swm envs (states, "
-                             f"goals and FoV values), e.g. the native {native}") from None
+                             f"goals and FoV values), e.g. the native {native()}") from None
         if not isinstance(env, SWMEnv):
             raise ValueError(f"env {env_id!r} is a {type(env).__name__}, not a swm env (SWMEnv: states, goals and "
-                             f"FoV values); native swm envs: {native}")
+                             f"FoV values); native swm envs: {native()}")
         return apply_wrappers(env, wrappers) if wrappers else env
 
     # --- batched infos ------------------------------------------------------------------------------------------

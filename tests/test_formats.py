@@ -540,6 +540,7 @@ def test_round_trips_keep_episode_ids_and_float_widths(tmp_path):
         with pytest.raises(ValueError, match=r"episode_id 2 must be >= 5: ids up to 4 are taken"):
             w.add_episode({"action": np.zeros((3, 2), np.float32)}, episode_id=2)
         assert w.add_episode({"action": np.zeros((3, 2), np.float32)}) == 5
+        assert w.next_episode_id == 6
 
 
 # --------------------------------------------------------------------------------------- versions and tags

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from swm_core import formats
-from swm_core.data import LanceWriter, WindowDataset, open_dataset
+from swm_core.data import OBJECT_STORE_BLOCK_SIZE, LanceWriter, WindowDataset, open_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCALBUCKET = shutil.which("localbucket") or str(Path(sys.executable).parent / "localbucket")
@@ -35,16 +35,19 @@ def free_port() -> int:
 class Server:
     """A localbucket process serving ``root`` on 127.0.0.1:``port``; restartable on the same port."""
 
-    def __init__(self, root: Path):
-        self.root, self.port, self.proc = root, free_port(), None
+    def __init__(self, root: Path, log: Path | None = None):
+        self.root, self.port, self.proc, self.log = root, free_port(), None, log
 
     @property
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 15.0) -> None:
+        err = open(self.log, "a") if self.log else subprocess.DEVNULL  # its request log (one line per request)
         self.proc = subprocess.Popen([LOCALBUCKET, "--host", "127.0.0.1", "--port", str(self.port), str(self.root)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     stdout=subprocess.DEVNULL, stderr=err)
+        if self.log:
+            err.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -138,6 +141,43 @@ def test_write_read_and_windows_through_s3(server, so, tmp_path):
     for x, y in zip(wl.loader(batch_size=5, seed=3), wr.loader(batch_size=5, seed=3, threads=2), strict=True):
         for c in ("pixels", "action", "proprio"):
             torch.testing.assert_close(x[c], y[c], rtol=0, atol=0, equal_nan=True)
+
+
+def test_s3_batches_are_read_in_large_blocks(tmp_path):
+    """From an object store a batch's rows come in reads of at least OBJECT_STORE_BLOCK_SIZE (1 MiB): a few GETs
+    instead of one or more per window at Lance's 64 KiB default, and the very same frames."""
+    root, log = tmp_path / "root", tmp_path / "requests.log"
+    (root / BUCKET).mkdir(parents=True)
+    srv = Server(root, log=log)
+    srv.start()
+    try:
+        so = formats.s3_storage_options(srv.endpoint, "test", "test", "us-east-1")
+        eps = episodes(lengths=(120, 110, 130, 125), size=48)  # raw 7 KB frames: 3.3 MB of pixels in all
+        local, remote = tmp_path / "l.lance", f"s3://{BUCKET}/blocks.lance"
+        write(local, eps)
+        write(remote, eps, so)
+
+        def data_gets() -> int:  # ranged GETs of the data files (not the manifest or the version listing)
+            return sum('"GET ' in line and "/blocks.lance/data/" in line for line in log.read_text().splitlines())
+
+        reference = WindowDataset(local, split="all")
+        assert reference.block_size is None  # local files keep Lance's own default
+        idx = np.sort(np.random.default_rng(0).choice(len(reference), 32, replace=False))
+        gets = {}
+        for block_size in (64 << 10, None):
+            ds = WindowDataset(remote, split="all", storage_options=so, block_size=block_size)
+            before = data_gets()
+            batch = ds.batch(idx)
+            gets[block_size] = data_gets() - before
+            for c in ("pixels", "action", "proprio"):
+                torch.testing.assert_close(batch[c], reference.batch(idx)[c], rtol=0, atol=0, equal_nan=True)
+        assert ds.block_size == OBJECT_STORE_BLOCK_SIZE == 1 << 20
+        assert gets[None] <= 3 and gets[64 << 10] >= 3 * gets[None], gets  # measured: 2 vs 10
+    finally:
+        srv.stop()
+    for bad in (0, -5, 1.5, True):
+        with pytest.raises(ValueError, match=f"block_size must be a positive number of bytes.*got {bad!r}"):
+            WindowDataset(local, split="all", block_size=bad)
 
 
 def test_collect_to_s3(so):

@@ -3,7 +3,8 @@
 """Records (or reuses) a Push-T dataset with World.collect, writes it in every format, then times training-window
 loading: random-order windows (num_steps 4, frameskip 5, batch 64; only the num_steps frames are decoded) and
 sequential order, from local disk (page cache dropped with posix_fadvise), local cached (second pass over the
-same windows, page cache warm) and S3 (a localbucket server on 127.0.0.1).
+same windows, page cache warm) and S3 (a localbucket server on 127.0.0.1; our Lance reader fetches 1 MiB blocks
+there, ``--s3-block-size``).
 
 Each format is compared within a codec class: raw (bit-exact frames: Lance raw, HDF5 uint8, MP4 lossless) and
 compressed (Lance JPEG, HDF5 JPEG bytes, MP4 H.264). Every comparator is tuned: HDF5 raw tries contiguous and
@@ -82,6 +83,9 @@ class Args:
     """seconds per measurement at most, at least 2 batches (default: 2.5 with --quick, 20 otherwise)"""
     s3: bool = True
     """also measure S3 through a local localbucket server"""
+    s3_block_size: int | None = None
+    """smallest ranged read of our Lance reader from S3, in bytes (default: swm_core.data.OBJECT_STORE_BLOCK_SIZE,
+    1 MiB; Lance's own default there is 64 KiB); run with several values to sweep it"""
     rewrite: bool = False
     """re-record and re-convert even when the files exist"""
     seed: int = 0
@@ -104,6 +108,8 @@ class Args:
         for name in ("episodes", "image_size", "batches", "max_seconds", "max_episode_steps", "batch_size"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {getattr(self, name)!r}")
+        if self.s3_block_size is not None and self.s3_block_size < 1:
+            raise ValueError(f"--s3-block-size must be a positive number of bytes, got {self.s3_block_size!r}")
 
 
 @dataclass
@@ -211,7 +217,8 @@ def as_batch(batch: dict) -> dict:
 class LanceLoader:
     def __init__(self, path, args: Args, storage_options=None):
         self.wd = WindowDataset(path, num_steps=args.num_steps, frameskip=args.frameskip, columns=COLUMNS,
-                                split="all", storage_options=storage_options)
+                                split="all", storage_options=storage_options,
+                                block_size=args.s3_block_size if formats.is_s3(path) else None)
 
     def batch(self, idx):
         return self.wd.batch(idx)  # what WindowDataset.loader() yields

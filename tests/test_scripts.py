@@ -59,11 +59,13 @@ def test_data_throughput_benchmark_runs(tmp_path):
     """Every format written, read back and timed (1 thread and 2 threads, local and the local S3 server)."""
     out = run("benchmarks/data_throughput.py", "--episodes", "4", "--image-size", "16", "--max-episode-steps", "30",
               "--batch-size", "4", "--batches", "2", "--max-seconds", "0.02", "--threads", "2",
-              "--jpeg-subsampling", "420", "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out"))
+              "--jpeg-subsampling", "420", "--s3-block-size", "65536", "--data-dir", str(tmp_path / "data"),
+              "--out-dir", str(tmp_path / "out"))
     assert out.returncode == 0, out.stderr[-3000:]
     import json
 
     report = json.loads((tmp_path / "out" / "data_throughput_16px.json").read_text())
+    assert report["args"]["s3_block_size"] == 65536
     measured = {(r["format"], r["cls"], r["source"], r["order"]) for r in report["results"]}
     for fmt in ("lance", "hdf5", "mp4"):
         for cls in ("raw", "compressed"):
@@ -76,6 +78,10 @@ def test_data_throughput_benchmark_runs(tmp_path):
     jpeg = {v["format"]: v["codec"] for v in report["variants"] if v["codec"].startswith("JPEG")}
     assert jpeg == {"lance": "JPEG q95 420", "hdf5": "JPEG q95 420 bytes (vlen)"}
     assert "2 threads, one process" in out.stdout and (tmp_path / "out" / "data_throughput_16px.png").exists()
+    bad = run("benchmarks/data_throughput.py", "--s3-block-size", "0", "--data-dir", str(tmp_path / "bad"))
+    said = " ".join(bad.stderr.replace("│", " ").split())  # tyro boxes and wraps the error
+    assert bad.returncode != 0 and "--s3-block-size must be a positive number of bytes, got 0" in said
+    assert not (tmp_path / "bad").exists()
 
 
 def test_interrupted_collect_keeps_commits_and_rerun_appends(tmp_path):

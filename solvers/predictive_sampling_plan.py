@@ -50,6 +50,9 @@ class Args:
     """the std is multiplied by this after every iteration"""
     min_std: float = 0.01
     """floor on the std"""
+    block_noise: bool = False
+    """draw one perturbation per model step and hold it over its action_block env steps (smooth candidates that
+    travel far); default: independent noise for every env step, as in the paper"""
     horizon: int = 5
     """planning horizon in model steps (each model step is the model's action_block env steps)"""
     receding_horizon: int = 5
@@ -128,6 +131,8 @@ class PredictiveSamplingSolver:
         noise_std: std of the Gaussian perturbations.
         std_decay: the std is multiplied by this after every iteration.
         min_std: floor on the std.
+        block_noise: hold each noise draw over the ``action_block`` env steps of a model step (see ``noise``).
+        action_block: env steps per model step (the layout of D); only ``block_noise`` uses it.
         seed: seed of the solver's own ``torch.Generator``.
         device: where to plan; ``None`` plans on the device of ``init``.
         action_table: must be None (continuous solver).
@@ -139,7 +144,8 @@ class PredictiveSamplingSolver:
     action_kind = "continuous"
 
     def __init__(self, num_samples: int = 300, iters: int = 30, noise_std: float = 1.0, std_decay: float = 0.9,
-                 min_std: float = 0.01, seed: int = 0, device: str | torch.device | None = None, action_table=None):
+                 min_std: float = 0.01, block_noise: bool = False, action_block: int = 1, seed: int = 0,
+                 device: str | torch.device | None = None, action_table=None):
         name = type(self).__name__
         if action_table is not None:
             raise ValueError(f"{name} plans continuous actions: expected no action_table, got a discrete action "
@@ -152,8 +158,25 @@ class PredictiveSamplingSolver:
         self.num_samples, self.iters = int(num_samples), int(iters)
         self.noise_std, self.std_decay, self.min_std = float(noise_std), float(std_decay), float(min_std)
         self.seed, self.device = int(seed), device
+        if isinstance(action_block, bool) or int(action_block) != action_block or action_block < 1:
+            raise ValueError(f"{name}: action_block must be an integer >= 1, got {action_block!r}")
+        self.block_noise, self.action_block = bool(block_noise), int(action_block)
         self._generator: torch.Generator | None = None
         self.last_info: dict = {}
+
+    def noise(self, shape, gen, like: torch.Tensor) -> torch.Tensor:
+        """Standard normal noise of ``shape`` (B, S, H, D). With ``block_noise``, one draw per model step, repeated
+        over its ``action_block`` env steps (D = action_block * A with the env steps first, as the models
+        concatenate a block's actions)."""
+        b, s, h, d = shape
+        if not self.block_noise or self.action_block == 1:
+            return torch.randn(shape, generator=gen, device=like.device, dtype=like.dtype)
+        if d % self.action_block:
+            raise ValueError(f"{type(self).__name__}: block_noise needs D = action_block * A, but D = {d} is not a "
+                             f"multiple of action_block = {self.action_block}")
+        a = d // self.action_block
+        held = torch.randn((b, s, h, 1, a), generator=gen, device=like.device, dtype=like.dtype)
+        return held.expand(b, s, h, self.action_block, a).reshape(shape)
 
     def check_action_space(self, space) -> None:
         check_continuous_space(type(self).__name__, space)
@@ -172,7 +195,7 @@ class PredictiveSamplingSolver:
         nominal = torch.maximum(torch.minimum(init, high), low)
         std = self.noise_std
         for _ in range(self.iters):
-            noise = torch.randn((b, s, h, d), generator=gen, device=init.device, dtype=init.dtype)
+            noise = self.noise((b, s, h, d), gen, init)
             candidates = torch.add(nominal[:, None], noise, alpha=std).clamp_(low, high)
             candidates[:, 0] = nominal
             costs = evaluate_costs(name, cost_fn, candidates)
@@ -234,7 +257,8 @@ def main(args: Args) -> dict:
                   seed=args.seed)
     solver = PredictiveSamplingSolver(num_samples=args.num_samples, iters=args.iters,
                                       noise_std=args.noise_std, std_decay=args.std_decay,
-                                      min_std=args.min_std, seed=args.seed)
+                                      min_std=args.min_std, block_noise=args.block_noise, action_block=int(getattr(model, "action_block", None) or 1),
+                                      seed=args.seed)
     solver.check_action_space(world.action_space)
     results = {"args": asdict(args), "env_id": env_id, "tables": {}}
     protocols = []

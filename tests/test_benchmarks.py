@@ -113,6 +113,14 @@ def test_success_table_smoke(solver_run):
     assert rows["lewm"]["paper"] == 87 and rows["tdmpc2"]["paper"] is None  # no TD-MPC2 figure for Two-Room
     assert all(len(env["floors"][f]) == 2 for f in ("no-op", "random"))
     assert (tmp / "results" / "success_table_smoke.png").stat().st_size > 1000
+    # --block-noise: the same checkpoints planned again (another command, so no cached plan is reused), and said so
+    proc = run("benchmarks/success_table.py", "--smoke", "--baselines", "lewm", "--block-noise", "--train-dataset",
+               str(runs / "tworoom_train_4ep_x0.7_s0.lance"), "--dataset", str(runs / "tworoom_eval_2ep_x0.7_s10000.lance"),
+               "--out-dir", str(tmp / "success"), "--results-dir", str(tmp / "held"))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    row = json.loads((tmp / "held" / "success_table_smoke.json").read_text())["envs"][TWO_ROOM]["rows"][0]
+    assert row["status"] == "ok" and "planned with cem --block-noise" in row["note"]
+    assert all("--block-noise" in c for c in row["commands"]) and len(row["commands"]) == 2
 
 
 def test_failed_runs_are_reported_not_hidden(solver_run, tmp_path, monkeypatch):

@@ -210,6 +210,30 @@ def test_solver_mains_refuse_a_checkpoint_of_another_env(tmp_path):
             module.main(args)
 
 
+@pytest.mark.parametrize("script", ["cem", "mppi", "predictive_sampling"])
+def test_solver_mains_hold_block_noise_over_the_models_action_block(tmp_path, monkeypatch, script):
+    """--block-noise: the main gives the solver the checkpoint's action_block (2), so each draw covers 2 env steps."""
+    path = tiny_lewm_checkpoint(tmp_path / "tworoom.pt")
+    module = load_script(f"solvers/{script}_plan.py")
+    cls = next(v for k, v in vars(module).items() if k.endswith("Solver") and hasattr(v, "noise"))
+    drawn = []
+    original = cls.noise
+
+    def spy(self, shape, gen, like):
+        noise = original(self, shape, gen, like)
+        drawn.append((self.block_noise, self.action_block, noise))
+        return noise
+
+    monkeypatch.setattr(cls, "noise", spy)
+    extra = {"topk": 2} if script == "cem" else {}
+    module.main(module.Args(checkpoint=str(path), episodes=1, num_envs=1, num_samples=4, iters=1, floors=False,
+                            eval_budget=4, block_noise=True, **extra))
+    assert drawn and all(held and block == 2 for held, block, _ in drawn)
+    noise = drawn[0][2]
+    steps = noise.reshape(*noise.shape[:3], 2, 2)
+    assert torch.equal(steps[..., 0, :], steps[..., 1, :])
+
+
 @pytest.mark.parametrize("env_id", ["swm/TwoRoomDiscrete-v1", "swm/TwoRoomMultiDiscrete-v1"])
 def test_discrete_solver_mains_plan_a_two_room_model_in_its_discrete_variants(tmp_path, env_id):
     path = tiny_lewm_checkpoint(tmp_path / "tworoom.pt")  # trained on the continuous env: same dynamics

@@ -287,6 +287,63 @@ def test_bad_hyperparameters_are_rejected():
         solver_class("icem")(num_samples=40, topk=30)
 
 
+BLOCK_NOISE = ["cem", "mppi", "predictive_sampling"]
+
+
+@pytest.mark.parametrize("key", BLOCK_NOISE)
+def test_block_noise_holds_each_draw_over_the_action_block(key):
+    """block_noise: every candidate's perturbation is one N(0, std^2) draw per model step, the same for each of its
+    action_block env steps (D = action_block * A, env steps first); without it the env steps differ."""
+    b, h, block, a, s = 3, 4, 3, 2, 300
+    wide = 100 * torch.ones(block * a)  # no clamping: the candidates are mean + std * noise
+    seen = {}
+    for held in (True, False):
+        def cost_fn(candidates, held=held):
+            seen.setdefault(held, candidates.clone())
+            return candidates.pow(2).sum((-1, -2))
+
+        solver_class(key)(num_samples=s, iters=1, block_noise=held, action_block=block, seed=0)(
+            cost_fn, torch.zeros(b, h, block * a), -wide, wide)
+    steps = seen[True][:, 1:].reshape(b, s - 1, h, block, a)  # sample 0 is the mean
+    assert torch.equal(steps, steps[:, :, :, :1].expand_as(steps))
+    assert abs(steps[:, :, :, 0].std().item() - 1.0) < 0.05  # the std of the solver's first iteration (1.0)
+    iid = seen[False][:, 1:].reshape(b, s - 1, h, block, a)
+    assert not torch.isclose(iid[:, :, :, 0], iid[:, :, :, 1]).any()
+
+
+def reach_cost(goal):
+    """A point mover like Two-Room: each env step moves clip(a, -1, 1) per axis; cost = |final position - goal|^2."""
+    def cost(candidates):  # (B, S, H, action_block * 2)
+        b, s, h, d = candidates.shape
+        position = candidates.reshape(b, s, h * d // 2, 2).clamp(-1, 1).sum(2)
+        return (position - goal).pow(2).sum(-1)
+
+    return cost
+
+
+@pytest.mark.parametrize("key", BLOCK_NOISE)
+def test_block_noise_samples_reach_farther(key):
+    """Independent noise per env step averages out over a block, so one round of samples stays near the start; held
+    noise moves each block consistently and reaches a goal 15 of a possible 25 steps away."""
+    goal = torch.tensor([15.0, 0.0])
+    best = {}
+    for held in (True, False):
+        solver = solver_class(key)(num_samples=300, iters=1, block_noise=held, action_block=5, seed=0)
+        solver(reach_cost(goal), torch.zeros(2, 5, 10), -torch.ones(10), torch.ones(10))
+        best[held] = solver.last_info["best_cost"]
+    assert (best[True] < 4.0).all() and (best[False] > 20.0).all(), best
+
+
+def test_block_noise_bad_arguments_are_rejected():
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"CEMSolver: action_block must be an integer >= 1, got {bad!r}"):
+            solver_class("cem")(block_noise=True, action_block=bad)
+    solver = solver_class("mppi")(num_samples=8, iters=1, block_noise=True, action_block=4)
+    with pytest.raises(ValueError, match=r"MPPISolver: block_noise needs D = action_block \* A, but D = 6 is not a "
+                                         r"multiple of action_block = 4"):
+        solver(lambda c: c.sum((-1, -2)), torch.zeros(1, 2, 6), -torch.ones(6), torch.ones(6))
+
+
 # ---- discrete: a grid walk. Actions {stay, +x, -x, +y, -y}; cost = |p_H - goal|^2 + 0.1 * (moves made) ----
 GRID_TABLE = torch.tensor([[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]], dtype=torch.float32)
 GRID_H = 8

@@ -311,7 +311,7 @@ def plan_with_solver(args: Args, mode: str, baseline: str, solver: str, ckpt: Pa
     return result
 
 
-BLOCK_NOISE_SOLVERS = ("cem", "mppi", "predictive_sampling")
+BLOCK_NOISE_SOLVERS = ("cem", "icem", "mppi", "predictive_sampling")
 
 
 def held_noise_flags(args: Args, solver: str) -> list[str]:

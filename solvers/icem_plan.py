@@ -58,6 +58,9 @@ class Args:
     """floor on the std"""
     noise_beta: float = 2.5
     """colored-noise exponent along time (0 = white noise)"""
+    block_noise: bool = False
+    """hold each colored draw over the action_block env steps of its model step (default: the block's env steps
+    get independent draws, colored across model steps only)"""
     keep_elites: float = 0.3
     """fraction of the elites carried to the next iteration and the next replan"""
     momentum: float = 0.1
@@ -175,6 +178,8 @@ class ICEMSolver:
         init_std: initial std of every action dim.
         min_std: floor on the std.
         noise_beta: colored-noise exponent along time (0 = white noise, i.e. plain CEM sampling).
+        block_noise: hold each draw over the ``action_block`` env steps of its model step (see ``noise``).
+        action_block: env steps per model step (the layout of D); only ``block_noise`` uses it.
         keep_elites: fraction of the elites carried into the next iteration and into the next replan.
         momentum: weight of the old mean/std in the update (mean <- a * mean + (1 - a) * elite_mean).
         population_decay: iteration i samples max(min_samples, num_samples / population_decay**i) candidates.
@@ -194,7 +199,8 @@ class ICEMSolver:
     def __init__(self, num_samples: int = 300, topk: int = 30, iters: int = 30, init_std: float = 1.0,
                  min_std: float = 0.05, noise_beta: float = 2.5, keep_elites: float = 0.3, momentum: float = 0.1,
                  population_decay: float = 1.25, min_samples: int | None = None, shift_elites: bool = True,
-                 seed: int = 0, device: str | torch.device | None = None, action_table=None):
+                 block_noise: bool = False, action_block: int = 1, seed: int = 0,
+                 device: str | torch.device | None = None, action_table=None):
         name = type(self).__name__
         if action_table is not None:
             raise ValueError(f"{name} plans continuous actions: expected no action_table, got a discrete action "
@@ -217,9 +223,26 @@ class ICEMSolver:
         self.init_std, self.min_std, self.noise_beta = float(init_std), float(min_std), float(noise_beta)
         self.momentum, self.population_decay = float(momentum), float(population_decay)
         self.shift_elites, self.seed, self.device = bool(shift_elites), int(seed), device
+        if isinstance(action_block, bool) or int(action_block) != action_block or action_block < 1:
+            raise ValueError(f"{name}: action_block must be an integer >= 1, got {action_block!r}")
+        self.block_noise, self.action_block = bool(block_noise), int(action_block)
         self._generator: torch.Generator | None = None
         self._memory: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # B -> (last plan, its elites)
         self.last_info: dict = {}
+
+    def noise(self, shape, gen, like: torch.Tensor) -> torch.Tensor:
+        """Colored noise of ``shape`` (B, N, H, D), correlated along H. With ``block_noise``, one draw per model step
+        and action dim, repeated over its ``action_block`` env steps (D = action_block * A with the env steps first,
+        as the models concatenate a block's actions)."""
+        b, n, h, d = shape
+        if not self.block_noise or self.action_block == 1:
+            return colored_noise((b, n, d, h), self.noise_beta, gen, like.device, like.dtype).transpose(-1, -2)
+        if d % self.action_block:
+            raise ValueError(f"{type(self).__name__}: block_noise needs D = action_block * A, but D = {d} is not a "
+                             f"multiple of action_block = {self.action_block}")
+        a = d // self.action_block
+        held = colored_noise((b, n, a, h), self.noise_beta, gen, like.device, like.dtype).transpose(-1, -2)
+        return held[..., None, :].expand(b, n, h, self.action_block, a).reshape(shape)
 
     def check_action_space(self, space) -> None:
         check_continuous_space(type(self).__name__, space)
@@ -268,9 +291,9 @@ class ICEMSolver:
             # so noise is drawn only for the slots after them (the mean and the elites lie inside the bounds)
             carry = kept is not None and i > 0
             first = 1 + kept.shape[1] if carry else 0
-            noise = colored_noise((b, s - first, d, h), self.noise_beta, gen, init.device, init.dtype)
+            noise = self.noise((b, s - first, h, d), gen, init)
             candidates = torch.empty((b, s, h, d), device=init.device, dtype=init.dtype)
-            torch.addcmul(mean[:, None], std[:, None], noise.transpose(-1, -2), out=candidates[:, first:])
+            torch.addcmul(mean[:, None], std[:, None], noise, out=candidates[:, first:])
             candidates[:, first:].clamp_(low, high)
             candidates[:, 0] = mean
             if carry:
@@ -351,7 +374,8 @@ def main(args: Args) -> dict:
     solver = ICEMSolver(num_samples=args.num_samples, topk=args.topk, iters=args.iters,
                         init_std=args.init_std, min_std=args.min_std, noise_beta=args.noise_beta,
                         keep_elites=args.keep_elites, momentum=args.momentum,
-                        population_decay=args.population_decay, seed=args.seed)
+                        population_decay=args.population_decay, block_noise=args.block_noise,
+                        action_block=int(getattr(model, "action_block", None) or 1), seed=args.seed)
     solver.check_action_space(world.action_space)
     results = {"args": asdict(args), "env_id": env_id, "tables": {}}
     protocols = []

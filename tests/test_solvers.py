@@ -644,6 +644,13 @@ def test_planning_speed_benchmark_counts_the_candidates_each_solver_scores(tmp_p
         if sampling:
             assert r["floor_plus_own"] > 1
     assert (tmp_path / "s.json").exists() and (tmp_path / "s.png").stat().st_size > 0
+    # --block-noise: the sampling solvers plan with held noise (what the solvers' mains do with the flag)
+    held = bench.Args(num_envs=2, num_samples=8, iters=2, horizon=3, action_block=2, latent_dim=4, hidden=8,
+                      repeats=1, device="cpu", solvers=("cem", "icem", "mppi", "predictive_sampling"), peer=False,
+                      block_noise=True, output_json=str(tmp_path / "h.json"), output_png=str(tmp_path / "h.png"))
+    assert {r["solver"] for r in bench.main(held)["rows"]} == {"cem", "icem", "mppi", "predictive_sampling"}
+    solver = bench.make_solver("mppi", held, None)
+    assert solver.block_noise and solver.action_block == 2
 
 
 # ---- GRASP beats GD at long horizons: z' = z + a + 0.01 sin(300 z), terminal cost |z_H - g|^2, |a| <= 1 ----

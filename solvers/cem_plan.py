@@ -9,7 +9,7 @@ All envs and samples are one batched tensor program on the device of ``init``.
 The noise is drawn independently for every dim, as in the paper, so the action_block env steps of a model step get
 independent perturbations that largely cancel over the block. ``block_noise`` (``--block-noise``) holds one draw
 over the block instead: the candidates then move consistently and reach far. On Two-Room with the LeWM CPU preset
-(the README's success table) it lifted the weakest seed from 72% to 92%.
+(README, "Held block noise") it lifted seven seeds from 85.7% to 91.1% on average, the weakest from 72% to 92%.
 """
 
 from __future__ import annotations
@@ -268,8 +268,8 @@ def main(args: Args) -> dict:
     world = World(env_id, num_envs=args.num_envs, image_size=image_size, max_episode_steps=args.eval_budget,
                   seed=args.seed)
     solver = CEMSolver(num_samples=args.num_samples, topk=args.topk, iters=args.iters, init_std=args.init_std,
-                       min_std=args.min_std, block_noise=args.block_noise, action_block=int(getattr(model, "action_block", None) or 1),
-                       seed=args.seed)
+                       min_std=args.min_std, block_noise=args.block_noise,
+                       action_block=int(getattr(model, "action_block", None) or 1), seed=args.seed)
     solver.check_action_space(world.action_space)
     results = {"args": asdict(args), "env_id": env_id, "tables": {}}
     protocols = []

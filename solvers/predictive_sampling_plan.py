@@ -257,8 +257,8 @@ def main(args: Args) -> dict:
                   seed=args.seed)
     solver = PredictiveSamplingSolver(num_samples=args.num_samples, iters=args.iters,
                                       noise_std=args.noise_std, std_decay=args.std_decay,
-                                      min_std=args.min_std, block_noise=args.block_noise, action_block=int(getattr(model, "action_block", None) or 1),
-                                      seed=args.seed)
+                                      min_std=args.min_std, block_noise=args.block_noise,
+                                      action_block=int(getattr(model, "action_block", None) or 1), seed=args.seed)
     solver.check_action_space(world.action_space)
     results = {"args": asdict(args), "env_id": env_id, "tables": {}}
     protocols = []

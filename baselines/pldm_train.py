@@ -1,4 +1,4 @@
-# PLDM (Planning with Latent Dynamics Models): IMPALA encoder, GRU predictor, VICReg + IDM. REFERENCE.md §4
+# PLDM (Planning with Latent Dynamics Models): IMPALA encoder, GRU predictor, VICReg + IDM. docs/reference.md §4
 """The original PLDM recipe (Sobal et al., 2025) as one script.
 
 Model. An IMPALA conv encoder (stacks of conv 3x3 -> max-pool 3/2 -> residual blocks, then a linear layer
@@ -28,9 +28,8 @@ Planning. `get_cost` encodes the current and goal frames once per plan, rolls th
 candidate action blocks and returns the squared Euclidean distance |p_H - z_goal|^2 (summed over the D latent
 dims) of the last (or, with `cost_sum_steps`, every) predicted latent to the goal latent. The original plans
 with MPPI (`default_solver`). The cost is a sum, not a mean over dims, because MPPI's softmax weights
-exp(-cost / lambda) are not scale-free: with the mean (O(0.01-0.1) here) the solvers' default lambda 0.5
-weighted the candidates almost uniformly (one checkpoint, 50 Two-Room pairs: 56% with the mean, 92% with
-lambda 0.002, i.e. about the sum's scale; CEM, rank-based, is unaffected).
+exp(-cost / lambda) are not scale-free: with the mean the solvers' default lambda 0.5 weights the candidates
+almost uniformly (CEM, rank-based, is unaffected). notes: docs/notes/pldm.md
 
 Choices, against the original Two-Room config (IMPALA backbone, final LayerNorm, `rnnV2` GRU predictor with
 512 units and the LayerNorm tied to the backbone's, IDM MLP with 512 hidden units, Adam lr 1e-3, batch 64,
@@ -56,7 +55,9 @@ import torch.nn.functional as F
 import tyro
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere in the repo
+from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint, save_checkpoint
+from swm_core.data import WindowDataset, open_dataset
+from swm_core.s3 import is_s3, s3_storage_options
 
 
 @dataclass
@@ -161,20 +162,15 @@ class Args:
     """checkpoint to resume from (model, optimizer, step; its model config overrides the model flags)"""
 
 
-# Loss coefficients of the original PLDM Two-Room configs (REFERENCE.md §4).
+# Loss coefficients of the original PLDM Two-Room configs (docs/reference.md §4).
 COEFFS = {
     "two_room": dict(sim=1.0, std=3.98, cov=6.92, std_t=0.245, cov_t=0.0, sim_t=0.742, idm=1.07),
     "small_data": dict(sim=1.0, std=2.2, cov=13.0, std_t=0.19, cov_t=0.0, sim_t=0.5, idm=2.0),
 }
 
-# The CPU preset: Two-Room at 64 px in a few CPU minutes (python baselines/pldm_train.py --preset cpu ...):
-# ~6 steps/s with OMP_NUM_THREADS=1 on a moderately busy 2-core machine, 1-3 steps/s when it is crowded (on a
-# shared CPU, one intra-op thread per process was 4-10x faster than two). Narrower IMPALA (8, 16, 32 channels,
-# one residual block per stack), D = 128, 6-frame windows (5 rollout steps: the planning horizon), the small-data
-# coefficients (a few hundred episodes is small data for PLDM). Measured with MPPI at its defaults on 50
-# held-out Two-Room pairs (goal offset 25, budget 50; no-op floor 12%): on the README demo's data (400 episodes,
-# 70% expert) seeds 0/1/2 reached 86/94/96% (1,500 steps, 14-21 min each on a crowded machine); on 300 such
-# episodes, seeds 1/2 reached 90/94%, and 3,000 steps instead of 1,500 gave 88/92% (no gain).
+# The CPU preset: Two-Room at 64 px in a few CPU minutes (python baselines/pldm_train.py --preset cpu ...).
+# Narrower IMPALA, D = 128, 6-frame windows (the planning horizon), the small-data coefficients (a few hundred
+# episodes is small data for PLDM). notes: docs/notes/pldm.md
 CPU_PRESET = dict(
     num_steps=6, impala_channels=(8, 16, 32), res_blocks=1, latent_dim=128, pred_hidden=256, idm_hidden=256,
     coeffs="small_data", lr=1e-3, batch_size=32, total_steps=1_500, num_workers=1,
@@ -571,7 +567,6 @@ def public_args(args) -> dict:
 
 def save_training_state(path: Path, model, config, stats, optimizer, step, args, metrics, env_id):
     """model.pt via swm_core.checkpoint (with env_id for the planners), plus optim.pt beside it."""
-    from swm_core.checkpoint import save_checkpoint
 
     optim_path = path.with_name("optim.pt")
     tmp = optim_path.with_name("optim.pt.tmp")
@@ -585,9 +580,6 @@ def save_training_state(path: Path, model, config, stats, optimizer, step, args,
 
 if __name__ == "__main__":
     args = tyro.cli(Args, default=preset_defaults(sys.argv[1:]))
-    from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint
-    from swm_core.data import WindowDataset, open_dataset
-    from swm_core.formats import is_s3, s3_storage_options
 
     coeffs = loss_coeffs(args)
     check_window(args.num_steps, coeffs)
@@ -647,7 +639,7 @@ if __name__ == "__main__":
         check_class(resume_ckpt, "PLDM", args.resume)
         check_env(resume_ckpt, env_id, args.resume, f"the env of --dataset {args.dataset}")
         check_resume_compatible(resume_ckpt["config"], action_dim, args.frameskip, args.resume)
-        model, ckpt = load_checkpoint(args.resume, expected_class="PLDM")
+        model, ckpt = load_checkpoint(args.resume, expected_class="PLDM", model_class=PLDM)
         config, stats = ckpt["config"], ckpt["stats"]
         start_step = int(ckpt["extra"].get("step", 0))
     else:

@@ -1,4 +1,4 @@
-# TD-MPC2 baseline, offline and goal-conditioned. Settings: /work/shared/REFERENCE.md §4; tests: tests/test_tdmpc2.py
+# TD-MPC2 baseline, offline and goal-conditioned. Settings: docs/reference.md §4; tests: tests/test_tdmpc2.py
 """Offline goal-conditioned TD-MPC2: a latent world model with reward, Q ensemble and policy prior, planned with MPPI.
 
 Model (TD-MPC2 paper settings, pixel version). A conv encoder (k7s2, k5s2, k3s2, k3s1, 32 channels; 64 px ->
@@ -19,12 +19,12 @@ Loss over a window of `horizon` (3) model steps, per-step weight rho^t (rho 0.5)
             scale = running (EMA 0.01) 95th - 5th percentile of Q (TD-MPC2's RunningScale); separate Adam
     target Q heads: EMA of the online heads with tau 0.01.
 
-Offline goal-conditioned reward (hindsight relabelling, as REFERENCE §4's GCRL goal sampling). Each training window
+Offline goal-conditioned reward (hindsight relabelling, as docs/reference.md §4's GCRL goal sampling). Each training window
 (frames o_0..o_H, frameskip env steps apart, with their `state`s) gets one goal row from the dataset:
     current (0.2): the window's first frame itself;
     future  (0.5): k ~ Geometric(1 - goal_discount) env steps after the first frame (goal_discount 0.99 per env
-                   step = gamma 0.95 per model step; the CPU preset uses 0.95, goals ~20 env steps ahead, see
-                   below), clipped to the episode's last row;
+                   step = gamma 0.95 per model step; the CPU preset uses 0.95, goals ~20 env steps ahead), clipped
+                   to the episode's last row;
     random  (0.3): a uniform row of any episode of the same split.
 The goal frame (`pixels` of that row) is read with the window in the same DataLoader call (one extra sorted take
 per batch). Reward of model step t: r_t = 0 and done_t = 1 if state_{t+1} reaches the goal state by the env's own
@@ -45,25 +45,10 @@ log pi is not rescaled by the action dimension.
 Known behaviour, kept visible: offline, the actor (and the Q values it is trained to climb) drift off the data
 manifold; the paper's Push-T result is 12%. Validation logs the policy's action blocks against the dataset's
 (nearest-neighbour distance to dataset blocks, saturation, Q(pi) - Q(data)) and the latent spread z_std, and
-evaluation prints the same for the action blocks the planner and the policy prior actually executed. Measured at
-CPU scale on Two-Room (cpu preset, 300 mixed episodes; 50 held-out dataset-driven episodes; floors no-op 12%,
-random 18%): the SimNorm latents first collapse to uniform (z_std ~ 3e-4 at 1k steps: the 20x consistency term is
-met by constant latents) and recover by 3k steps; at 3k steps the policy prior sits at +-1 on 80% of its action
-coordinates (dataset: 20%) and alone reaches 22%, while MPPI over reward + Q reaches 74%; by 9k steps the prior
-has come back to the data (nearest-block distance 0.73 vs 0.71 for held-out data) and both reach 86%. So the
-paper's offline collapse is not reproduced on Two-Room at this scale, only a transient drift of the actor.
-On the README demo's data (400 episodes, 70% expert) with goal_discount 0.99 the latents do not recover: after 3k steps
-(seed 0, 22% success, floors 12/16%) the latent spread over a batch is 0.03, the start-goal latent distance
-correlates 0.44 with the true distance, predicting the next latent errs more (0.0015) than predicting the mean
-latent (0.0011), and reward and Q ignore the goal (Q of the recorded actions -1.231 with the right goals, -1.234
-with goals shuffled across 200 pairs; the reward favours small actions, -0.525 for a zero block vs -0.898 for a
-full one, a shortcut the 20% "current" goals reward). The recorded actions rank at the 15th percentile of Q among
-random blocks, so MPPI has nothing to climb. Neither a LayerNorm before SimNorm, nor no shift augmentation, nor
-consistency 1 with the full encoder lr changed this at 1k steps. Nearer future goals did: with goal_discount 0.95
-(future goals ~20 env steps ahead instead of ~100) seed 0 reached z_std 0.089 at 3k steps and 74% (no "current"
-goals, future 0.8 / random 0.2, gave 70%), so the CPU preset uses 0.95; `benchmarks/success_table.py --quick
---seeds 3 --baselines tdmpc2` then gave 70.7 +- 3.1% (74/68/70; the policy prior alone 16/14/18%,
-floors 12 and 16/24/26%).
+evaluation prints the same for the action blocks the planner and the policy prior actually executed. At CPU
+scale on Two-Room the actor drifts only for a while (the paper's offline collapse is not reproduced), and the
+CPU preset's nearer future goals (goal_discount 0.95) are what lets reward and Q see the goal at all.
+notes: docs/notes/tdmpc2.md
 
 Run: python baselines/tdmpc2_train.py --preset cpu --dataset data/tr.lance --eval-dataset data/tr_val.lance
 Evaluate a checkpoint: python baselines/tdmpc2_train.py --eval-only --resume runs/<run>/model.pt --eval-dataset ...
@@ -86,10 +71,10 @@ import torch.nn.functional as F
 import tyro
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere in the repo
-
-from swm_core.data import WindowDataset, open_dataset  # noqa: E402
-from swm_core.formats import is_s3, s3_storage_options  # noqa: E402
+from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
+from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint, save_checkpoint
+from swm_core.data import WindowDataset, open_dataset
+from swm_core.s3 import is_s3, s3_storage_options
 
 
 @dataclass
@@ -224,6 +209,9 @@ class Args:
     """envs stepped (and planned) together"""
     eval_seed: int = 0
     """seed of the (episode, start) draws and of the floors"""
+    output_json: str | None = None
+    """with --eval-dataset: also write the evaluation as JSON here, in the layout of the solver mains'
+    --output-json ({"args", "env_id", "tables": {"dataset": rows}, "dataset": per-episode results})"""
     plan_horizon: int = 3
     """planning horizon in model steps"""
     receding_horizon: int = 1
@@ -245,8 +233,8 @@ class Args:
 
 
 # The CPU preset: Two-Room at 64 px in a few CPU minutes (python baselines/tdmpc2_train.py --preset cpu ...).
-# goal_discount 0.95 (future goals ~20 env steps ahead, not ~100): on the README demo's data, seed 0, 3k steps,
-# the paper-style 0.99 left the latents uniform (z_std 0.03) and the planner at 22%; 0.95 gave z_std 0.089 and 74%.
+# goal_discount 0.95 (future goals ~20 env steps ahead, not ~100): with 0.99 the latents stay uniform and reward
+# and Q ignore the goal at this scale. notes: docs/notes/tdmpc2.md
 CPU_PRESET = dict(
     mlp_dim=256, batch_size=64, total_steps=3_000, num_workers=1, log_every=100, val_every=1_000, val_batches=5,
     checkpoint_every=1_000, eval_episodes=50, goal_discount=0.95,
@@ -921,10 +909,31 @@ class RecordingSolver:
         return plan
 
 
+def summary_row(name: str, result: dict, seconds: float, plans: int | None = None) -> dict:
+    """One row of the evaluation's JSON table, with the fields and units of the solver mains' rows
+    (solvers/cem_plan.py's ``summarize``): success %, solved at start %, success % of the pairs not solved at the
+    start, mean steps to success, ms per plan."""
+    row = {"policy": name, "success_pct": 100 * result["success_rate"], "episodes": result["episodes"],
+           "solved_at_start_pct": 100 * result["solved_at_start_rate"]}
+    unsolved = ~np.asarray(result["solved_at_start"], bool)
+    success = np.asarray(result["success"], bool)
+    row["success_unsolved_pct"] = 100 * float(success[unsolved].mean()) if unsolved.any() else float("nan")
+    steps = np.asarray(result["steps_to_success"])[success]
+    row["mean_steps_to_success"] = float(steps.mean()) if len(steps) else float("nan")
+    row["ms_per_plan"] = 1000 * seconds / plans if plans else float("nan")
+    return row
+
+
+# the JSON's policy names: the model's row first, named by its solver (as the solver mains name theirs), then floors
+JSON_NAMES = {"tdmpc2 (MPPI + pi)": "tdmpc2", "pi prior only": "pi prior", "no-op": "no-op", "random": "random"}
+
+
 def evaluate_policies(model, args, device) -> list[dict]:
     """The dataset-driven evaluation on args.eval_dataset: TD-MPC2 (MPPI + policy samples), the policy prior
-    alone, and the no-op / random floors, on the same (episode, start) pairs; prints a table."""
-    from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
+    alone, and the no-op / random floors, on the same (episode, start) pairs; prints a table and, with
+    args.output_json, writes it in the layout of the solver mains' --output-json (rows first TD-MPC2, named
+    'tdmpc2', then 'pi prior', 'no-op', 'random'; per-episode results under "dataset"; the action-block
+    statistics under "action_blocks")."""
 
     ds = open_dataset(args.eval_dataset)
     check_columns(ds, ("pixels", "action", "state", "sim_state"), what="evaluation")
@@ -950,18 +959,22 @@ def evaluate_policies(model, args, device) -> list[dict]:
                 for name, rec in recorders.items()}  # fmt: skip
     policies["no-op"] = NoOpPolicy()
     policies["random"] = RandomPolicy(seed=args.eval_seed)
-    rows = []
+    rows, table, per_episode = [], [], {}
     for name, policy in policies.items():
         t0 = time.perf_counter()
         res = world.evaluate_from_dataset(ds, episodes=args.eval_episodes, goal_offset=args.goal_offset,
                                           eval_budget=args.eval_budget, seed=args.eval_seed, policy=policy)  # fmt: skip
+        seconds = time.perf_counter() - t0
         steps = res["steps_to_success"][res["success"]]
         row = {"policy": name, "success": res["success_rate"], "solved_at_start": res["solved_at_start_rate"],
                "mean_steps_to_success": float(steps.mean()) if len(steps) else float("nan"),
-               "seconds": time.perf_counter() - t0}  # fmt: skip
+               "seconds": seconds}  # fmt: skip
         if name in recorders and recorders[name].blocks:
             row.update(action_block_stats(np.concatenate(recorders[name].blocks), reference))
         rows.append(row)
+        table.append(summary_row(JSON_NAMES[name], res, seconds if name in recorders else 0.0,
+                                 getattr(policy, "num_plans", None)))  # fmt: skip
+        per_episode[JSON_NAMES[name]] = {k: np.asarray(v).tolist() for k, v in res.items() if k != "variations"}
     rows.append({"policy": "dataset blocks (held-out)", **action_block_stats(data_blocks, reference)})
     world.close()
     print(f"\ndataset-driven evaluation on {args.eval_dataset} ({env_id}): {args.eval_episodes} episodes, "
@@ -975,6 +988,16 @@ def evaluate_policies(model, args, device) -> list[dict]:
               f"{fmt(r, 'saturated', '.1%'):>7}{fmt(r, 'seconds', '.0f'):>7}")  # fmt: skip
     print("nn_dist: mean L2 from each executed action block to the nearest of 4096 held-out dataset blocks; "
           "|a|: mean |action|; sat: fraction of |action| > 0.99")
+    if args.output_json:
+        blocks = {JSON_NAMES.get(r["policy"], r["policy"]): {k: v for k, v in r.items()
+                                                              if k in ("nn_dist", "abs_mean", "saturated")}
+                  for r in rows if "nn_dist" in r}  # fmt: skip
+        output = {"args": public_args(args), "env_id": env_id, "tables": {"dataset": table},
+                  "dataset": per_episode, "action_blocks": blocks}  # fmt: skip
+        Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.output_json, "w") as f:
+            json.dump(output, f, indent=1)
+        print(f"wrote {args.output_json}")
     return rows
 
 
@@ -1043,7 +1066,6 @@ def public_args(args) -> dict:
 
 def save_training_state(path: Path, model, config, stats, optimizers, step, args, metrics, env_id):
     """model.pt via swm_core.checkpoint (env_id in its extras), plus optim.pt (both optimizers, step) beside it."""
-    from swm_core.checkpoint import save_checkpoint
 
     optim_path = path.with_name("optim.pt")
     tmp = optim_path.with_name("optim.pt.tmp")
@@ -1058,7 +1080,6 @@ def save_training_state(path: Path, model, config, stats, optimizers, step, args
 
 if __name__ == "__main__":
     args = tyro.cli(Args, default=preset_defaults(sys.argv[1:]))
-    from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint
 
     check_eval_args(args)
     random.seed(args.seed)
@@ -1068,7 +1089,7 @@ if __name__ == "__main__":
     device = pick_device(args.device)
 
     if args.eval_only:
-        model, ckpt = load_checkpoint(args.resume, map_location=device, expected_class="TDMPC2")
+        model, ckpt = load_checkpoint(args.resume, map_location=device, expected_class="TDMPC2", model_class=TDMPC2)
         model.env_id = ckpt["extra"].get("env_id")
         print(f"TDMPC2 from {args.resume} (step {ckpt['extra'].get('step')}, env {model.env_id}) on {device}")
         evaluate_policies(model, args, device)
@@ -1125,7 +1146,7 @@ if __name__ == "__main__":
             raise ValueError(f"--resume {args.resume} was trained with action_dim {config['action_dim']} and "
                              f"action_block {config['action_block']}, but the dataset gives action_dim {action_dim} "
                              f"with --frameskip {args.frameskip}")  # fmt: skip
-        model, ckpt = load_checkpoint(args.resume, expected_class="TDMPC2")
+        model, ckpt = load_checkpoint(args.resume, expected_class="TDMPC2", model_class=TDMPC2)
         stats, start_step = ckpt["stats"], int(ckpt["extra"].get("step", 0))
     else:
         config = model_config(args, action_dim)

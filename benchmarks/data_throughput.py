@@ -1,5 +1,5 @@
 # Data-loading throughput, Lance vs HDF5 vs MP4 (the paper's data table): results in benchmarks/results/.
-# Run: python benchmarks/data_throughput.py --quick   (formats: swm_core/formats.py, Lance layer: swm_core/data.py)
+# Run: python benchmarks/data_throughput.py --quick   (formats: swm_core/convert/, Lance layer: swm_core/data.py)
 """Records (or reuses) a Push-T dataset with World.collect, writes it in every format, then times training-window
 loading: random-order windows (num_steps 4, frameskip 5, batch 64; only the num_steps frames are decoded) and
 sequential order, from local disk (page cache dropped with posix_fadvise), local cached (second pass over the
@@ -41,8 +41,17 @@ import numpy as np
 import torch
 import tyro
 
-from swm_core import MixturePolicy, RandomPolicy, World, expert_policy, formats
-from swm_core.data import WindowDataset, check_jpeg_subsampling, keep_large_allocations, open_dataset
+from swm_core import MixturePolicy, RandomPolicy, World, expert_policy
+from swm_core.checkpoint import import_script
+from swm_core.convert import convert, open_source
+from swm_core.convert.mp4 import MP4_MANIFEST, MP4_TABLE
+from swm_core.data import WindowDataset, open_dataset
+from swm_core.jpeg import check_jpeg_subsampling, decode_jpegs
+from swm_core.s3 import is_s3, s3_storage_options
+from swm_core.s3file import S3File, open_read
+from swm_core.video import VideoReader
+
+common = import_script(Path(__file__).with_name("common.py"))
 
 # Paper (GPU cluster, 224 px Push-T, samples/s; disk in bytes). Lance rows are its default JPEG layout; HDF5 stores
 # raw uint8 frames; MP4 is H.264.
@@ -55,6 +64,30 @@ PAPER = {
 PAPER_DISK = {("lance", "compressed"): 13e9, ("hdf5", "raw"): 43e9, ("mp4", "compressed"): 0.5e9}
 SOURCES = ("local", "cached", "s3")
 COLUMNS = ("pixels", "action", "proprio")
+
+
+def keep_large_allocations(threshold_bytes: int = 1 << 30) -> bool:
+    """Let glibc serve and keep allocations up to ``threshold_bytes`` from its heap, for the whole process.
+
+    By default glibc maps every allocation above 32 MiB fresh from the kernel and unmaps it on free, so each
+    large batch (a Lance ``take`` of 224 px raw frames: 38.5 MB for 64 windows x 4 frames) faults in ~9,400 new
+    pages. Raising the mmap (and trim) threshold makes freed buffers reusable (notes: docs/notes/data.md). The
+    price: freed memory stays with the process (its peak), as in most training jobs. Call it once, early; this
+    benchmark does. Returns False (and changes nothing) where the C library is not glibc.
+    """
+    import ctypes
+    import ctypes.util
+
+    if int(threshold_bytes) < 0:
+        raise ValueError(f"threshold_bytes must be >= 0, got {threshold_bytes!r}")
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    threshold = min(int(threshold_bytes), 2**31 - 1)  # mallopt takes a C int
+    return bool(mallopt(m_mmap_threshold, threshold)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
 
 
 @dataclass
@@ -70,7 +103,7 @@ class Args:
     data_dir: str = "data/bench"
     """where the recorded dataset and its conversions live (reused when present)"""
     out_dir: str = "benchmarks/results"
-    """where the JSON and PNG go"""
+    """where the JSON and PNG go, and the run's record data_throughput-<config>.json"""
     batch_size: int = 64
     """windows per batch"""
     num_steps: int = 4
@@ -91,7 +124,7 @@ class Args:
     seed: int = 0
     """seed of the recording and of the random window order"""
     keep_allocations: bool = True
-    """call swm_core.data.keep_large_allocations() first (glibc keeps freed big buffers for reuse); it applies to
+    """call keep_large_allocations() first (glibc keeps freed big buffers for reuse); it applies to
     every reader in this process alike. --no-keep-allocations measures glibc's default"""
     jpeg_subsampling: str = "444"
     """chroma subsampling of our JPEG files: '444' (full colour) or '420' (what stable-worldmodel's writer uses:
@@ -178,9 +211,9 @@ def write_variants(args: Args, raw: Path, root: Path) -> list[Variant]:
         src = jpeg if v.format == "hdf5" and v.cls == "compressed" else raw  # JPEG bytes copied from Lance JPEG
         t0 = time.perf_counter()
         if v.path == str(jpeg):
-            formats.convert(raw, jpeg, encoding="jpeg", jpeg_quality=95, jpeg_subsampling=sub)
+            convert(raw, jpeg, encoding="jpeg", jpeg_quality=95, jpeg_subsampling=sub)
         else:
-            formats.convert(src, v.path, **v.options)
+            convert(src, v.path, **v.options)
         print(f"  wrote {v.format:5s} {v.codec:45s} in {time.perf_counter() - t0:5.1f}s  {disk_bytes(v.path) / 1e6:8.1f} MB")
     return variants
 
@@ -218,7 +251,7 @@ class LanceLoader:
     def __init__(self, path, args: Args, storage_options=None):
         self.wd = WindowDataset(path, num_steps=args.num_steps, frameskip=args.frameskip, columns=COLUMNS,
                                 split="all", storage_options=storage_options,
-                                block_size=args.s3_block_size if formats.is_s3(path) else None)
+                                block_size=args.s3_block_size if is_s3(path) else None)
 
     def batch(self, idx):
         return self.wd.batch(idx)  # what WindowDataset.loader() yields
@@ -236,8 +269,8 @@ class HDF5Loader:
     def __init__(self, path, args: Args, windows: np.ndarray, storage_options=None, swmr: bool = False):
         import h5py
 
-        self.s3 = formats.is_s3(path)
-        self.file_obj = formats.S3File(path, storage_options) if self.s3 else None
+        self.s3 = is_s3(path)
+        self.file_obj = S3File(path, storage_options) if self.s3 else None
         # swmr: HDF5 will not open one file with two SWMR flags, and stable-worldmodel's reader opens it with SWMR
         self.f = h5py.File(self.file_obj if self.s3 else path, "r", swmr=swmr and not self.s3)
         self.windows, self.ns, self.fs = windows, args.num_steps, args.frameskip
@@ -306,7 +339,7 @@ class HDF5Loader:
             self.file_obj.prefetch(self._ranges(self.pixels, uniq) + self._ranges(self.proprio, uniq)
                                    + self._ranges(self.action, action_rows))
         raw = self._rows(self.pixels, uniq)
-        pixels = formats._decode_jpegs(raw, self.shape) if self.jpeg else raw
+        pixels = decode_jpegs(raw, self.shape) if self.jpeg else raw
         proprio = self._rows(self.proprio, uniq)
         action = np.stack([self.action[s : s + span] for s in starts.tolist()]).reshape(len(starts), self.ns, -1)
         inv = inv.reshape(frame_rows.shape)
@@ -331,9 +364,9 @@ class MP4Loader:
         import pyarrow.parquet as pq
 
         self.path, self.so = str(path).rstrip("/"), storage_options
-        with formats._open_read(f"{self.path}/{formats.MP4_MANIFEST}", storage_options, whole=True) as fh:
+        with open_read(f"{self.path}/{MP4_MANIFEST}", storage_options, whole=True) as fh:
             self.manifest = json.loads(fh.read())
-        with formats._open_read(f"{self.path}/{formats.MP4_TABLE}", storage_options, whole=True) as fh:
+        with open_read(f"{self.path}/{MP4_TABLE}", storage_options, whole=True) as fh:
             table = pq.read_table(fh, columns=["action", "proprio"])
         n = table.num_rows
         self.action = table.column("action").combine_chunks().flatten().to_numpy().reshape(n, -1)
@@ -341,13 +374,13 @@ class MP4Loader:
         lengths = np.asarray(self.manifest["lengths"])
         self.offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         self.windows, self.ns, self.fs = windows, args.num_steps, args.frameskip
-        self.readers: OrderedDict[int, formats.VideoReader] = OrderedDict()
+        self.readers: OrderedDict[int, VideoReader] = OrderedDict()
         self.max_open = max_open
 
-    def _reader(self, e: int) -> formats.VideoReader:
+    def _reader(self, e: int) -> VideoReader:
         r = self.readers.get(e)
         if r is None:
-            r = formats.VideoReader(f"{self.path}/videos/pixels/episode_{e:06d}.mp4", fps=self.manifest["fps"],
+            r = VideoReader(f"{self.path}/videos/pixels/episode_{e:06d}.mp4", fps=self.manifest["fps"],
                                     storage_options=self.so)
             self.readers[e] = r
             if len(self.readers) > self.max_open:
@@ -475,7 +508,7 @@ class LocalS3:
         else:
             self.stop()
             raise RuntimeError(f"localbucket did not start on port {self.port}")
-        self.storage_options = formats.s3_storage_options(f"http://127.0.0.1:{self.port}", "bench", "bench")
+        self.storage_options = s3_storage_options(f"http://127.0.0.1:{self.port}", "bench", "bench")
 
     def put(self, local: str) -> tuple[str, Path]:
         """Place a dataset in the bucket (copied as files, which is how localbucket stores objects)."""
@@ -524,7 +557,7 @@ def write_with_peer(raw: Path, root: Path, args: Args) -> Path | None:
     if path.exists() and not args.rewrite:
         return path
     shutil.rmtree(path, ignore_errors=True)
-    source = formats.open_source(raw)
+    source = open_source(raw)
     episodes = ({k: list(v) for k, v in ep.items() if k not in ("episode_idx", "step_idx")}  # it takes lists
                 for ep in source.episodes())
     t0 = time.perf_counter()
@@ -611,15 +644,7 @@ def peer_rows(args: Args, raw: Path, root: Path, variants, best, windows, batche
 
 def finite(x):
     """JSON-safe copy: numpy scalars to Python, inf/nan (a lossless codec's PSNR) to None."""
-    if isinstance(x, dict):
-        return {k: finite(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [finite(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if np.isfinite(x) else None
-    if isinstance(x, np.integer):
-        return int(x)
-    return x
+    return common.jsonable(x)
 
 
 def fmt_rate(x) -> str:
@@ -630,10 +655,46 @@ def fmt_bytes(n) -> str:
     return "-" if n is None else f"{n / 1e6:,.1f} MB" if n < 1e9 else f"{n / 1e9:,.2f} GB"
 
 
+def record_tables(args: Args, results, ratios, threaded, threaded_ratios, peers, peer_ratios) -> list[dict]:
+    """The printed tables for the run's record: throughput per format and source beside the paper's, the ratios
+    beside the paper's, and (when measured) the threaded and stable-worldmodel comparisons."""
+    seq = {(r["format"], r["cls"], r["source"]): r["samples_per_s"] for r in results if r["order"] == "sequential"}
+    rows = [[r["format"], r["cls"], r["codec"], r["source"], r["samples_per_s"], r.get("paper"), r["ms_per_batch"],
+             seq.get((r["format"], r["cls"], r["source"])), r["bytes"] / 1e6, r.get("psnr_db")]
+            for r in results if r["order"] == "random"]
+    tables = [common.table(
+        f"training-window throughput, {args.image_size} px Push-T, {args.episodes} episodes, batch {args.batch_size}",
+        ["format", "class", "codec", "source", "random samples/s", "paper samples/s", "ms/batch",
+         "sequential samples/s", "on disk MB", "PSNR dB"], rows,
+        formats={"random samples/s": ",.0f", "paper samples/s": ",.0f", "ms/batch": ".1f",
+                 "sequential samples/s": ",.0f", "on disk MB": ",.1f", "PSNR dB": ".1f"},
+        notes=["paper: GPU cluster, 224 px Push-T (Lance JPEG, HDF5 raw, MP4 H.264); PSNR empty: bit-exact"]),
+        common.table("ratios (random order, samples/s)", ["ratio", "ours", "paper"],
+                     [[name, ours, paper] for name, ours, paper in ratios],
+                     formats={"ours": ".2f", "paper": ".2f"})]
+    if threaded:
+        tables.append(common.table(
+            f"{args.threads} threads in one process (random order)",
+            ["format", "class", "source", "samples/s"],
+            [[r["format"], r["cls"], r["source"], r["samples_per_s"]] for r in threaded], formats={"samples/s": ",.0f"}))
+        tables.append(common.table(f"ratios, {args.threads} threads", ["ratio", "ours"],
+                                   [[name, x] for name, x in threaded_ratios], formats={"ours": ".2f"}))
+    if peers:
+        tables.append(common.table(
+            "our loaders vs the stable-worldmodel package's (random order, one process)",
+            ["loader", "class", "codec", "source", "threads", "samples/s"],
+            [[r["format"], r["cls"], r["codec"], r["source"], r.get("threads", 1), r["samples_per_s"]] for r in peers],
+            formats={"samples/s": ",.0f"}))
+        tables.append(common.table("ratios ours / theirs", ["ratio", "ours / theirs"],
+                                   [[name, x] for name, x in peer_ratios], formats={"ours / theirs": ".2f"}))
+    return tables
+
+
 if __name__ == "__main__":
     args = tyro.cli(Args)
     torch.set_num_threads(1)  # as in DataLoader workers; torch.stack's thread pool stalls on a busy CPU
-    command = "python benchmarks/data_throughput.py " + " ".join(sys.argv[1:])
+    command = common.command_line("benchmarks/data_throughput.py")
+    config = common.config_name("quick" if args.quick else "full", args, Args(quick=args.quick))
     if args.keep_allocations:  # process-wide: every reader below, ours and the peers', gets the same allocator
         print(f"keep_large_allocations(): {keep_large_allocations()}")
     root, out_dir = Path(args.data_dir), Path(args.out_dir)
@@ -862,11 +923,7 @@ if __name__ == "__main__":
               "winners": winners, "paper": {" ".join(k): v for k, v in PAPER.items()}, "seconds": elapsed}
     (out_dir / f"{tag}.json").write_text(json.dumps(finite(report), indent=1))
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     colors = {"lance": "#2a7ab9", "hdf5": "#d9822b", "mp4": "#5a9e4b"}
     for ax, cls in zip(axes, ("raw", "compressed")):
@@ -881,6 +938,9 @@ if __name__ == "__main__":
     axes[0].legend()
     fig.suptitle(f"Push-T {args.image_size} px: training-window throughput (num_steps {args.num_steps}, "
                  f"frameskip {args.frameskip})")
-    fig.tight_layout()
-    fig.savefig(out_dir / f"{tag}.png", dpi=120)
+    common.save_figure(fig, out_dir / f"{tag}.png")
     print(f"wrote {out_dir / f'{tag}.json'} and {out_dir / f'{tag}.png'}")
+    common.write_record(out_dir, "data_throughput", config, title="Data-loading throughput: Lance vs HDF5 vs MP4",
+                        command=command, seeds=[args.seed], quick=args.quick, seconds=elapsed,
+                        tables=record_tables(args, results, ratios, threaded, threaded_ratios, peers, peer_ratios),
+                        threads={"readers": args.threads})

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -20,6 +19,9 @@ import tyro
 
 import swm_core.data  # noqa: F401  (imported up front: its import is not collection time)
 from swm_core import RandomPolicy, World
+from swm_core.checkpoint import import_script
+
+common = import_script(Path(__file__).with_name("common.py"))
 
 REFERENCE_OFFICIAL = {"swm/PushT-v1": 307.0, "swm/TwoRoom-v1": 323.0}  # issue #2, 64 px, 4 envs, JPEG
 REFERENCE_SETTINGS = {"image_size": 64, "num_envs": 4, "encoding": "jpeg"}
@@ -42,9 +44,9 @@ class Args:
     repeats: int = 3
     """measurements per row (the best is reported: the machine is shared and noisy)"""
     quick: bool = False
-    """a smaller run (fewer episodes, one repeat)"""
+    """a smaller run (12 episodes, one repeat, unless given)"""
     out_dir: str = "benchmarks/results"
-    """where env_speed.json and env_speed.png go"""
+    """where env_speed.json and env_speed.png go, and the run's record env_speed-<config>.json"""
 
 
 def bare_loop(env_id: str, image_size: int, steps: int, seed: int = 0) -> float:
@@ -72,10 +74,18 @@ def collect_rate(args: Args, env_id: str) -> float:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-if __name__ == "__main__":
-    args = tyro.cli(Args)
+QUICK_SIZES = {"episodes": 12, "repeats": 1}  # --quick; flags given explicitly are kept
+
+
+def main(args: Args) -> dict:
+    t_start = time.perf_counter()
+    mode = "quick" if args.quick else "full"
+    config = common.config_name(mode, args, Args())
     if args.quick:
-        args.episodes, args.repeats = 12, 1
+        for field, value in QUICK_SIZES.items():
+            if getattr(args, field) == getattr(Args(), field):
+                setattr(args, field, value)
+    command = common.command_line("benchmarks/env_speed.py")
     rows = []
     for env_id in args.envs:
         bare = max(bare_loop(env_id, args.image_size, 2000) for _ in range(args.repeats))
@@ -86,7 +96,7 @@ if __name__ == "__main__":
                      "collect_over_bare": coll / bare, "official_reference_steps_per_s": ref,
                      "speedup_vs_official_reference": coll / ref if ref else None})
     print(f"\nWorld.collect at {args.image_size} px, {args.num_envs} envs, {args.encoding}, best of {args.repeats} "
-          f"(command: python benchmarks/env_speed.py {' '.join(sys.argv[1:])})")
+          f"(command: {command})")
     print(f"{'env':<18}{'bare env steps/s':>18}{'collect steps/s':>17}{'collect/bare':>14}"
           f"{'official (ref.)':>17}{'vs official':>13}")
     for r in rows:
@@ -94,16 +104,14 @@ if __name__ == "__main__":
         print(f"{r['env_id']:<18}{r['bare_env_steps_per_s']:>18,.0f}{r['collect_steps_per_s']:>17,.0f}"
               f"{r['collect_over_bare']:>14.2f}{ref or float('nan'):>17,.0f}"
               f"{r['speedup_vs_official_reference'] or float('nan'):>12.1f}x")
-    print("official figures: stable-worldmodel's World.collect on this machine kind at 64 px, 4 envs, JPEG (issue #2's "
-          "measurement, not rerun here; shown only at those settings)")
+    note = ("official figures: stable-worldmodel's World.collect on this machine kind at 64 px, 4 envs, JPEG (issue "
+            "#2's measurement, not rerun here; shown only at those settings)")
+    print(note)
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "env_speed.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=2))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    results = {"args": vars(args), "command": command, "rows": rows}
+    (out / "env_speed.json").write_text(json.dumps(results, indent=2))
+    plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     x = np.arange(len(rows))
     ax.bar(x - 0.2, [r["collect_steps_per_s"] for r in rows], 0.4, label="swm World.collect")
@@ -111,6 +119,22 @@ if __name__ == "__main__":
     ax.set_xticks(x, [r["env_id"] for r in rows])
     ax.set_ylabel("env steps / s")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "env_speed.png", dpi=120)
+    common.save_figure(fig, out / "env_speed.png")
     print(f"wrote {out / 'env_speed.json'} and {out / 'env_speed.png'}")
+    keys = ["env_id", "bare_env_steps_per_s", "collect_steps_per_s", "collect_over_bare",
+            "official_reference_steps_per_s", "speedup_vs_official_reference"]
+    table = common.table(
+        f"World.collect at {args.image_size} px, {args.num_envs} envs, {args.encoding}, {args.episodes} episodes of "
+        f"{args.max_episode_steps} steps, best of {args.repeats}",
+        ["env", "bare env steps/s", "collect steps/s", "collect/bare", "official (ref.) steps/s", "vs official"],
+        [[r[k] for k in keys] for r in rows],
+        formats={"bare env steps/s": ",.0f", "collect steps/s": ",.0f", "collect/bare": ".2f",
+                 "official (ref.) steps/s": ",.0f", "vs official": ".1f"}, notes=[note])
+    results["record"] = str(common.write_record(
+        out, "env_speed", config, title="Env throughput of World.collect", command=command, seeds=[0],
+        quick=args.quick, tables=[table], seconds=time.perf_counter() - t_start))
+    return results
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

@@ -1,4 +1,4 @@
-# GRASP vs gradient descent as the horizon grows: `python benchmarks/grasp_vs_gd.py [--quick]`. REFERENCE §5
+# GRASP vs gradient descent as the horizon grows: `python benchmarks/grasp_vs_gd.py [--quick]`. docs/reference.md §5
 """Where GRASP beats plain gradient descent: long horizons. An analytic problem with a known optimum (0):
 
     z_{t+1} = z_t + a_t + amp * sin(freq * z_t),   |a| <= 1,   cost = |z_H - g|^2,   g = z_0 + speed * H * dir
@@ -16,9 +16,7 @@ horizon. The paper gives no figure.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +25,10 @@ import numpy as np
 import torch
 import tyro
 
+from swm_core.checkpoint import import_script
+
 ROOT = Path(__file__).resolve().parents[1]
+common = import_script(Path(__file__).with_name("common.py"))
 
 
 @dataclass
@@ -55,17 +56,14 @@ class Args:
     quick: bool = False
     """horizons 5, 20, 60 only, unless --horizons is given (seconds)"""
     output_json: str = "benchmarks/results/grasp_vs_gd.json"
-    """where to write the results"""
+    """where to write the results (the run's record, grasp_vs_gd-<config>.json, goes beside it)"""
     output_png: str = "benchmarks/results/grasp_vs_gd.png"
     """where to write the plot"""
 
 
 def load_solver(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "solvers" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """solvers/<name>.py as a module (imported by its path)."""
+    return import_script(ROOT / "solvers" / f"{name}.py")
 
 
 def make_problem(args: Args, horizon: int, seed: int):
@@ -86,7 +84,22 @@ def make_problem(args: Args, horizon: int, seed: int):
     return x0, goal, step, cost
 
 
+def record_table(args: Args, rows: list[dict], names: list[str]) -> dict:
+    """The printed table for the run's record: per horizon, the mean and max final cost of each solver row."""
+    columns = ["H", "steps", "zero plan"] + [f"{n} {stat}" for n in names for stat in ("mean", "max")] + ["gd_best lr"]
+    cells = [[r["horizon"], r["gradient_steps"], r["zero_plan_cost"],
+              *[f(r[n]) for n in names for f in (np.mean, np.max)], r["gd_best_lr"]] for r in rows]
+    formats = {f"{n} {stat}": ".4g" for n in names for stat in ("mean", "max")}
+    return common.table(
+        f"final true cost |z_H - g|^2 (optimum 0) over {args.num_envs} envs; ripple amp {args.amp:g} freq "
+        f"{args.freq:g}, goal {args.speed:g} x H away", columns, cells, formats={"zero plan": ".1f", **formats},
+        notes=["the same gradient steps for both solvers; gd_best: GD's best learning rate per horizon, picked in "
+               "hindsight; the paper gives no figure"])
+
+
 def main(args: Args) -> dict:
+    t_start = time.perf_counter()
+    config = common.config_name("quick" if args.quick else "full", args, Args())
     if args.quick and args.horizons == Args.horizons:
         args.horizons = (5, 20, 60)
     grasp_cls, gd_cls = load_solver("grasp_plan").GRASPSolver, load_solver("gd_plan").GDSolver
@@ -116,7 +129,7 @@ def main(args: Args) -> dict:
         row["gd_best"], row["gd_best_lr"] = row[f"gd_lr{best:g}"], best
         rows.append(row)
     names = ["grasp", "gd_best"] + [f"gd_lr{lr:g}" for lr in args.gd_lrs]
-    command = "python " + " ".join(["benchmarks/grasp_vs_gd.py", *sys.argv[1:]])
+    command = common.command_line("benchmarks/grasp_vs_gd.py")
     print(
         f"\nGRASP vs GD: final true cost |z_H - g|^2 (optimum 0), mean / max over {args.num_envs} envs; ripple amp "
         f"{args.amp:g} freq {args.freq:g}, goal {args.speed:g} x H away\n{command}\n(the paper gives no figure)"
@@ -129,11 +142,7 @@ def main(args: Args) -> dict:
     for out in (args.output_json, args.output_png):
         (ROOT / out).parent.mkdir(parents=True, exist_ok=True)
     (ROOT / args.output_json).write_text(json.dumps(results, indent=1))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for n in names:
         ax.plot([r["horizon"] for r in rows], [max(np.mean(r[n]), 1e-6) for r in rows], marker="o", label=n)
@@ -142,9 +151,11 @@ def main(args: Args) -> dict:
     ax.set_ylabel("mean final true cost (optimum 0)")
     ax.set_title("GRASP vs gradient descent, same gradient steps", fontsize=9)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(ROOT / args.output_png, dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, ROOT / args.output_png)
+    results["record"] = str(common.write_record(
+        (ROOT / args.output_json).parent, "grasp_vs_gd", config, title="GRASP vs gradient descent as the horizon grows",
+        command=command, seeds=[args.seed], quick=args.quick, tables=[record_table(args, rows, names)],
+        seconds=time.perf_counter() - t_start))
     return results
 
 

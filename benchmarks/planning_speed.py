@@ -1,4 +1,4 @@
-# Planning speed of the nine solvers. Docs: /work/shared/REFERENCE.md §5; solvers in solvers/*_plan.py
+# Planning speed of the nine solvers. Docs: docs/reference.md §5; solvers in solvers/*_plan.py
 """Milliseconds per plan of every solver on one small MLP world model, beside the floor: the time of the pure
 model forward passes over exactly the candidates (and one-step transitions) that solver evaluated.
 
@@ -16,11 +16,8 @@ refitting. ``1+s/floor`` = 1 + that / its own floor is the plan/floor ratio with
 wall-clock timings, which on a shared 2-core machine moved the floor itself by up to 30% between runs.
 Issue targets: every sampling solver <= 1.05x the floor and >= 1.5x faster than its CEM at its default.
 
-Measured on an idle 2-core CPU (2 threads, --repeats 5): the solvers' own time is 11-13 ms per plan (CEM, MPPI,
-predictive sampling, categorical CEM; ~2/3 of it torch.randn/rand), i.e. 1.03x a 370 ms floor on the default MLP
-64/256; iCEM 6.7 ms on its 3.3x smaller floor (1.06x). That fixed cost is why the two targets pull apart on a
-CPU: on a tiny MLP 32/64 (floor 56 ms) the same plans are 1.3x the floor while 1.9-2.1x faster than
-stable-worldmodel's batch-1 CEM (its 240 small calls cost 2.4x our floor); on 64/256 we are 1.2x faster than it.
+The sampling solvers' own time is a fixed ~12 ms per plan on a CPU, mostly random numbers, so the two targets pull
+apart with model size. notes: docs/notes/solvers.md
 
     python benchmarks/planning_speed.py            # full setting
     python benchmarks/planning_speed.py --quick    # seconds, for tests
@@ -29,13 +26,10 @@ stable-worldmodel's batch-1 CEM (its 240 small calls cost 2.4x our floor); on 64
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import math
 import platform
-import shlex
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,7 +40,10 @@ import numpy as np
 import torch
 import tyro
 
+from swm_core.checkpoint import import_script
+
 ROOT = Path(__file__).resolve().parents[1]
+common = import_script(Path(__file__).with_name("common.py"))
 
 
 @dataclass
@@ -89,7 +86,7 @@ class Args:
     quick: bool = False
     """tiny setting (S 32, 3 iterations, 1 repeat) that runs in seconds"""
     output_json: str = "benchmarks/results/planning_speed.json"
-    """where to write the results"""
+    """where to write the results (the run's record, planning_speed-<config>.json, goes beside it)"""
     output_png: str = "benchmarks/results/planning_speed.png"
     """where to write the bar chart"""
 
@@ -117,11 +114,8 @@ class MLPWorldModel(torch.nn.Module):
 
 
 def load_solver_module(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "solvers" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+    """solvers/<name>.py as a module (imported by its path)."""
+    return import_script(ROOT / "solvers" / f"{name}.py")
 
 
 def make_solver(name: str, args: Args, table: torch.Tensor):
@@ -281,11 +275,7 @@ def replay_forward(calls, model, infos, device) -> float:
 
 
 def plot(rows, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.pyplot()
     names = [r["solver"] for r in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(9, 4))
@@ -296,12 +286,28 @@ def plot(rows, path: Path, title: str) -> None:
     ax.set_ylabel("milliseconds per plan")
     ax.set_title(title, fontsize=9)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, path)
+
+
+def record_table(rows: list[dict], title: str, cem_floor: float) -> dict:
+    """The printed table for the run's record."""
+    columns = ["solver", "ms / plan", "own floor ms", "ratio", "x floor", "vs swm b1", "solver ms", "1+s/floor",
+               "cost calls", "candidates", "best cost"]
+    keys = ["solver", "ms_per_plan", "floor_ms", "ratio", "x_cem_floor", "speedup_vs_peer_default", "solver_own_ms",
+            "floor_plus_own", "cost_calls", "candidates", "final_cost"]
+    return common.table(
+        title, columns, [[r[k] for k in keys] for r in rows],
+        formats={"ms / plan": ".1f", "own floor ms": ".1f", "ratio": ".2f", "x floor": ".2f", "vs swm b1": ".2f",
+                 "solver ms": ".1f", "1+s/floor": ".3f", "best cost": ".4f"},
+        notes=[f"ratio: plan / own floor; x floor: plan / floor of our batched CEM ({cem_floor:.1f} ms); vs swm b1: "
+               "stable-worldmodel's CEM at its default batch 1 / this row; solver ms: the same plan on a free "
+               "stand-in cost; 1+s/floor: 1 + solver ms / own floor (medians of per-round ratios); the paper reports "
+               "no per-solver timings"])
 
 
 def main(args: Args) -> dict:
+    t_start = time.perf_counter()
+    config = common.config_name("quick" if args.quick else "full", args, Args())
     if args.quick:
         args.num_samples, args.iters, args.repeats = 32, 3, 1
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
@@ -370,7 +376,7 @@ def main(args: Args) -> dict:
         rows.append(row)
     cem_floor = rows[list(planners).index(ref)]["floor_ms"] if ref else float("nan")
     peer_default = float("nan") if peer_ref not in plan_ms else float(np.median(plan_ms[peer_ref]))
-    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    command = common.command_line("benchmarks/planning_speed.py")
     device_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
     title = (f"{args.num_envs} envs, S {args.num_samples}, {args.iters} iters, horizon {args.horizon}, "
              f"action_block {args.action_block}, MLP {args.latent_dim}/{args.hidden}, {device.type} ({device_name})"
@@ -403,6 +409,10 @@ def main(args: Args) -> dict:
     with open(ROOT / args.output_json, "w") as f:
         json.dump(results, f, indent=1)
     plot(rows, ROOT / args.output_png, title)
+    results["record"] = str(common.write_record(
+        (ROOT / args.output_json).parent, "planning_speed", config, title="Planning speed of the solvers",
+        command=command, seeds=[args.seed], quick=args.quick, tables=[record_table(rows, title, cem_floor)],
+        seconds=time.perf_counter() - t_start, extra={"device": results["device"], "targets": targets}))
     return results
 
 

@@ -1,4 +1,4 @@
-# Every MPC solver on one trained LeWM, same protocol: `python benchmarks/solver_table.py [--quick]`. REFERENCE §5
+# Every MPC solver on one trained LeWM, same protocol: `python benchmarks/solver_table.py [--quick]`. docs/reference.md §5
 """The solver table: all nine solvers of solvers/ planning with the same trained world model (LeWM, CPU preset) on
 the same held-out start/goal pairs (dataset-driven protocol: goal offset 25, eval budget 50 env steps, pairs drawn
 with the same seed), beside the no-op and random floors. Columns: success %, success % on the pairs not already
@@ -18,20 +18,19 @@ efficiency group alone.
 Everything runs as the project's own scripts in subprocesses: scripts/collect.py (a mix of expert and random
 episodes), baselines/lewm_train.py --preset cpu, solvers/<name>_plan.py --output-json. Datasets and checkpoints
 are cached under --out-dir (the file names carry their settings), so a rerun only plans. The paper reports no
-per-solver success table (REFERENCE §5 gives the solvers' defaults); the paper column shows LeWM + CEM (Two-Room:
+per-solver success table (docs/reference.md §5 gives the solvers' defaults); the paper column shows LeWM + CEM (Two-Room:
 official docs 87, Push-T: 94). Defaults are the paper's solver settings; --quick is a ~10-minute CPU run (Two-Room
 only, small data, 300 training steps, 20 pairs and fewer samples for the table, 100 pairs for the efficiency group;
-~7 minutes once the data and the model are cached); --smoke is the seconds-long run the tests use.
+~7 minutes once the data and the model are cached); --smoke is the seconds-long run the tests use. The numbers
+are read from each solver main's --output-json; the run's record goes to --results-dir/solver_table-<config>.json
+(benchmarks/common.py; ``python scripts/results_md.py`` puts it in docs/results.md).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -40,10 +39,14 @@ from pathlib import Path
 import numpy as np
 import tyro
 
+from swm_core.checkpoint import import_script
+
+common = import_script(Path(__file__).with_name("common.py"))
 ROOT = Path(__file__).resolve().parent.parent
 SOLVERS = ("cem", "icem", "mppi", "predictive_sampling", "categorical_cem", "gd", "pgd", "lagrangian", "grasp")
 ENVS = ("swm/TwoRoom-v1", "swm/PushT-v1")
-PAPER_CEM = {"swm/TwoRoom-v1": "87 (docs)", "swm/PushT-v1": "94"}  # LeWM + CEM, REFERENCE §6
+# LeWM + CEM, docs/reference.md §6 (Two-Room: the official docs)
+PAPER_CEM = {"swm/TwoRoom-v1": 87, "swm/PushT-v1": 94}
 # the discrete solvers plan in an env's discrete-action variants too (same model, the variant's own action table)
 DISCRETE_SOLVERS = ("categorical_cem", "pgd")
 DISCRETE_VARIANTS = {"swm/TwoRoom-v1": ("swm/TwoRoomDiscrete-v1", "swm/TwoRoomMultiDiscrete-v1")}
@@ -104,7 +107,7 @@ class Args:
     out_dir: str = "runs/solver_table"
     """cache of datasets, checkpoints, solver JSONs and logs"""
     results_dir: str = "benchmarks/results"
-    """where solver_table[_quick|_smoke].json and .png go"""
+    """where solver_table[_quick|_smoke].json and .png go, and the run's record solver_table-<config>.json"""
     train_episodes: int = 400
     """training episodes (100 env steps each)"""
     eval_episodes: int = 60
@@ -157,53 +160,6 @@ def apply_mode(args: Args, mode: str) -> None:
             setattr(args, field, value)
 
 
-class RunFailed(RuntimeError):
-    pass
-
-
-def run(cmd: list[str], log: Path, threads: int) -> float:
-    """Run a project script (path relative to the repo root) with this Python, output to ``log``; return seconds."""
-    env = dict(os.environ, WANDB_MODE=os.environ.get("WANDB_MODE", "disabled"))
-    if threads > 0:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    print("$ python " + " ".join(cmd), flush=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    with open(log, "w") as f:
-        proc = subprocess.run([sys.executable, *cmd], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
-    if proc.returncode != 0:
-        tail = "\n".join(log.read_text().splitlines()[-12:])
-        raise RunFailed(f"{cmd[0]} exited with {proc.returncode} (log {log}):\n{tail}")
-    return time.perf_counter() - t0
-
-
-def slug(env_id: str) -> str:
-    return env_id.split("/")[-1].split("-")[0].lower()
-
-
-def collect(args: Args, env_id: str, path: Path, episodes: int, seed: int) -> Path:
-    """scripts/collect.py into ``path`` unless it is already there (written under a temporary name, then moved)."""
-    if path.exists():
-        print(f"reusing {path}")
-        return path
-    partial = path.with_name(path.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    run(["scripts/collect.py", "--env-id", env_id, "--output", str(partial), "--episodes", str(episodes),
-         "--policy", "mix", "--expert-fraction", str(args.expert_fraction), "--seed", str(seed)],
-        path.parent / "logs" / f"collect_{path.stem}.log", args.threads)
-    partial.rename(path)
-    return path
-
-
-def code_hash() -> str:
-    """sha1[:8] of the training code (baselines/lewm_train.py and swm_core): a cached checkpoint is reused only while
-    that code is unchanged."""
-    digest = hashlib.sha1()
-    for path in [ROOT / "baselines" / "lewm_train.py", *sorted((ROOT / "swm_core").rglob("*.py"))]:
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:8]
-
-
 def train_lewm(args: Args, train: Path, ckpt_dir: Path) -> Path:
     """baselines/lewm_train.py --preset cpu into ``ckpt_dir/model.pt`` unless it is already there."""
     ckpt = ckpt_dir / "model.pt"
@@ -217,7 +173,7 @@ def train_lewm(args: Args, train: Path, ckpt_dir: Path) -> Path:
            args.device, "--output", str(partial / "model.pt"), "--checkpoint-every", str(max(args.train_steps, 1))]
     if args.smoke:
         cmd += ["--num-workers", "0", "--val-batches", "1"]
-    run(cmd, ckpt_dir.parent / "logs" / f"train_{ckpt_dir.name}.log", args.threads)
+    common.run(cmd, ckpt_dir.parent / "logs" / f"train_{ckpt_dir.name}.log", args.threads)
     partial.rename(ckpt_dir)
     return ckpt
 
@@ -281,11 +237,10 @@ def plan(args: Args, env_dir: Path, solver: str, flags: list[str], ckpt: Path, d
            str(episodes), "--goal-offset", str(args.goal_offset), "--eval-budget", str(args.eval_budget),
            "--num-envs", str(args.num_envs), "--no-episodic", "--seed", str(args.seed), "--device", args.device,
            "--output-json", str(out), *([] if floors else ["--no-floors"]), *flags]
-    seconds = run(cmd, env_dir / "logs" / f"{tag}.log", args.threads)
-    data = json.loads(out.read_text())
-    table = data["tables"]["dataset"]
-    first = table[0]
-    per_pair = data["dataset"][first["policy"]]
+    seconds = common.run(cmd, env_dir / "logs" / f"{tag}.log", args.threads)
+    data = common.read_plan(out)
+    first = data["model"]
+    per_pair = data["per_episode"][first["policy"]]
     row = {"solver": solver, "settings": settings_label(solver, data["args"]), "flags": flags,
            "success_pct": first["success_pct"], "success_unsolved_pct": first["success_unsolved_pct"],
            "solved_at_start_pct": first["solved_at_start_pct"], "ms_per_plan": first["ms_per_plan"],
@@ -295,7 +250,7 @@ def plan(args: Args, env_dir: Path, solver: str, flags: list[str], ckpt: Path, d
            "command": "python " + " ".join(cmd), "json": str(out)}
     floor_rows = [{"solver": r["policy"], "settings": "floor", "success_pct": r["success_pct"],
                    "success_unsolved_pct": r["success_unsolved_pct"], "solved_at_start_pct": r["solved_at_start_pct"],
-                   "episodes": r["episodes"]} for r in table[1:]]
+                   "episodes": r["episodes"]} for r in data["rows"].values() if r is not first]
     return {"row": row, "floors": floor_rows}
 
 
@@ -343,7 +298,9 @@ def print_tables(env_id: str, rows: list[dict], floors: list[dict], eff: list[di
             if r.get("error"):
                 print(f"{r['solver']:<20}failed: {r['error'].splitlines()[-1].strip()[:150]}")
                 continue
-            paper = PAPER_CEM.get(env_id, "-") if r["solver"] == "cem" else "-"
+            paper = "-"
+            if r["solver"] == "cem" and env_id in PAPER_CEM:
+                paper = f"{PAPER_CEM[env_id]}" + (" (docs)" if "TwoRoom" in env_id else "")
             print(f"{r['solver']:<20}{r['settings']:<32}{fmt(r['success_pct'], '.1f'):>10}"
                   f"{fmt(r['success_unsolved_pct'], '.1f'):>21}"
                   + (f"{fmt(r.get('mean_cost'), '.3f'):>11}" if show_cost else "")
@@ -376,11 +333,7 @@ def print_tables(env_id: str, rows: list[dict], floors: list[dict], eff: list[di
 
 
 def plot(path: Path, per_env: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.pyplot()
     fig, axes = plt.subplots(len(per_env), 2, figsize=(11, 3.6 * len(per_env)), squeeze=False)
     for (env_id, res), (ax_bar, ax_eff) in zip(per_env.items(), axes):
         rows = res["rows"]
@@ -406,14 +359,55 @@ def plot(path: Path, per_env: dict) -> None:
         ax_eff.set_xlabel("model evaluations per plan and env")
         ax_eff.set_ylabel("success %")
         ax_eff.set_ylim(-5, 105)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, path)
+
+
+def record_tables(per_env: dict, margin: float) -> list[dict]:
+    """The printed tables as record tables: per env the solver table (floors last) and the efficiency group."""
+    tables = []
+    for env_id, res in per_env.items():
+        if res["rows"]:
+            rows = []
+            for r in res["rows"] + res["floors"]:
+                if r.get("error"):
+                    rows.append([r["solver"], r.get("settings", ""), None, None, None, None, None,
+                                 "failed: " + r["error"].splitlines()[-1].strip()[:150]])
+                    continue
+                paper = PAPER_CEM.get(env_id) if r["solver"] == "cem" else None
+                rows.append([r["solver"], r["settings"], r["success_pct"], r["success_unsolved_pct"],
+                             r.get("ms_per_plan"), r.get("model_evals_per_plan"), paper, ""])
+            tables.append(common.table(
+                f"{env_id}: every solver on one LeWM",
+                ["solver", "settings", "success %", "unsolved-at-start %", "ms/plan", "evals/plan", "paper", "note"],
+                rows, formats={"success %": ".1f", "unsolved-at-start %": ".1f", "ms/plan": ",.0f",
+                               "evals/plan": ",.0f"},
+                notes=["paper: LeWM + CEM only (docs/reference.md §6; Two-Room from the official docs), the paper has "
+                       "no per-solver table; evals/plan: sequences scored per plan and env; ms/plan: evaluation wall "
+                       "time / batched solver calls"]))
+        eff = res["efficiency"]
+        if eff:
+            rows = []
+            for r in eff:
+                if r.get("error"):
+                    rows.append([r["solver"], r.get("settings", ""), None, None, None, None, None, None, "failed"])
+                    continue
+                rows.append([r["solver"], r["settings"], r["success_pct"], r["model_evals_per_plan"],
+                             r["evals_ratio"], r["delta_pct"], r["ci_pct"], r["ms_per_plan"], r["verdict"]])
+            tables.append(common.table(
+                f"{env_id}: which setting matches CEM {eff[0].get('settings', '')} with >= 5x fewer model evaluations",
+                ["solver", "settings", "success %", "evals/plan", "evals ratio", "Δ success", "95% CI ±", "ms/plan",
+                 "matches"], rows,
+                formats={"success %": ".1f", "evals/plan": ",.0f", "evals ratio": ".1f", "Δ success": "+.1f",
+                         "95% CI ±": ".1f", "ms/plan": ",.0f"},
+                notes=[f"match: the 95% interval of the paired success difference lies above -{margin:g} points; "
+                       f"{eff[0].get('episodes', '?')} pairs, the same for every setting"]))
+    return tables
 
 
 def main(args: Args) -> dict:
     t_start = time.perf_counter()
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    config = common.config_name(mode, args, Args())  # the flags the user gave, before the mode's sizes
     apply_mode(args, mode)
     args.solvers = args.solvers or SOLVERS
     envs = args.envs or (ENVS if mode == "full" else ENVS[:1])
@@ -424,23 +418,25 @@ def main(args: Args) -> dict:
         raise ValueError(f"--checkpoint/--train-dataset/--dataset name one env's files, but --envs gives {envs}: "
                          f"pass a single --envs")
     flag_table = {"full": FULL_FLAGS, "quick": QUICK_FLAGS, "smoke": SMOKE_FLAGS}[mode]
-    command = "python benchmarks/solver_table.py " + " ".join(sys.argv[1:])
+    command = common.command_line("benchmarks/solver_table.py")
     out = Path(args.out_dir)
     per_env, failures = {}, []
     for env_id in envs:
-        name = slug(env_id)
+        name = common.slug(env_id)
         env_dir = out / f"{name}_{mode}"
-        held_out = Path(args.dataset) if args.dataset else collect(
-            args, env_id, out / f"{name}_eval_{args.eval_episodes}ep_x{args.expert_fraction}_s{args.seed + 10_000}.lance",
-            args.eval_episodes, args.seed + 10_000)
+        held_out = Path(args.dataset) if args.dataset else common.collect(
+            env_id, out / f"{name}_eval_{args.eval_episodes}ep_x{args.expert_fraction}_s{args.seed + 10_000}.lance",
+            args.eval_episodes, args.seed + 10_000, args.expert_fraction, args.threads)
         if args.checkpoint:
             ckpt = Path(args.checkpoint)
         else:
-            train = Path(args.train_dataset) if args.train_dataset else collect(
-                args, env_id, out / f"{name}_train_{args.train_episodes}ep_x{args.expert_fraction}_s{args.seed}.lance",
-                args.train_episodes, args.seed)
+            train = Path(args.train_dataset) if args.train_dataset else common.collect(
+                env_id, out / f"{name}_train_{args.train_episodes}ep_x{args.expert_fraction}_s{args.seed}.lance",
+                args.train_episodes, args.seed, args.expert_fraction, args.threads)
+            # the hash of lewm_train.py and swm_core in the name: a checkpoint is reused only while they are unchanged
+            code = common.code_hash(ROOT / "baselines" / "lewm_train.py", *common.core_files())
             ckpt = train_lewm(args, train, out / (f"{name}_lewm_{train.stem}_{args.train_steps}st_bs{args.batch_size}"
-                                                  f"_s{args.seed}_{args.device}_{code_hash()}"))
+                                                  f"_s{args.seed}_{args.device}_{code}"))
         rows, floors, done = [], [], {}
         runs = [(solver, flag_table[solver]) for solver in args.solvers] + [
             (solver, [*flag_table[solver], "--env-id", variant])
@@ -450,7 +446,7 @@ def main(args: Args) -> dict:
                 res = plan(args, env_dir, solver, flags, ckpt, held_out, floors=not floors)
                 floors = floors or res["floors"]
                 rows.append(res["row"])
-            except RunFailed as e:
+            except common.RunFailed as e:
                 failures.append(str(e))
                 rows.append({"solver": solver, "settings": " ".join(flags), "flags": flags, "error": str(e)})
             done[(solver, tuple(flags), args.episodes)] = rows[-1]
@@ -462,7 +458,7 @@ def main(args: Args) -> dict:
                     try:
                         done[key] = plan(args, env_dir, solver, flags, ckpt, held_out, False,
                                          args.efficiency_episodes)["row"]
-                    except RunFailed as e:
+                    except common.RunFailed as e:
                         failures.append(str(e))
                         done[key] = {"solver": solver, "settings": " ".join(flags), "flags": flags, "error": str(e)}
                 eff.append(done[key])
@@ -480,6 +476,10 @@ def main(args: Args) -> dict:
     (results_dir / f"{stem}.json").write_text(json.dumps(result, indent=1))
     plot(results_dir / f"{stem}.png", per_env)
     print(f"wrote {results_dir / (stem + '.json')} and {results_dir / (stem + '.png')}")
+    result["record"] = str(common.write_record(
+        results_dir, "solver_table", config, title="Every MPC solver on one trained LeWM", command=command,
+        seeds=[args.seed], quick=mode == "quick", tables=record_tables(per_env, args.match_margin), seconds=seconds,
+        threads={"per_subprocess": args.threads or None}, extra={"failures": failures}))
     if failures:
         print(f"{len(failures)} run(s) failed:\n" + "\n\n".join(failures), file=sys.stderr)
     return result

@@ -3,14 +3,18 @@
 a note) trained on the same data with its CPU preset and planned with its default solver on the same held-out
 start/goal pairs: the dataset-driven protocol (goal offset 25, eval budget 50 env steps), mean ± std over
 ``--seeds`` seeds (seed k trains every model with seed k and draws the pairs with seed k, so within a seed all
-baselines face the same pairs), beside the paper's numbers (REFERENCE §6; Push-T from the paper, Two-Room from the
+baselines face the same pairs), beside the paper's numbers (docs/reference.md §6; Push-T from the paper, Two-Room from the
 official docs) and the no-op and random floors.
 
-How each model is planned is read from its script: the model class's ``default_solver`` names
+How each model is planned: the model class's ``default_solver`` attribute (the script is imported, not read)
+and, once trained, the checkpoint's ``default_solver`` entry (``swm_core.checkpoint.read_checkpoint``) name
 solvers/<name>_plan.py (LeWM and DINO-WM: cem, PLDM: mppi); a solver without such a script (TD-MPC2: its own MPPI
-with policy samples) is run by the training script's ``--eval-only --resume CKPT --eval-dataset`` mode and its
-printed table is parsed. Everything runs as subprocesses; datasets, checkpoints and planning results are cached
-under --out-dir (a result is reused only when the command that made it was the same; delete the folder to redo).
+with policy samples) is run by the training script's ``--eval-only --resume CKPT --eval-dataset`` mode. Both write
+the same ``--output-json`` layout, which is all this benchmark reads of them. Everything runs as subprocesses;
+datasets, checkpoints and planning results are cached under --out-dir (a checkpoint's folder name carries a hash of
+its training script and swm_core, a plan's the solver script's; a result is reused only when the command that made
+it was the same; delete the folder to redo). The run's record goes to --results-dir/success_table-<config>.json
+(benchmarks/common.py; ``python scripts/results_md.py`` puts it in docs/results.md).
 
 --quick: Two-Room only (Push-T is added with --envs), the README demo's data (400 training episodes, 70% expert;
 60 held-out), 50 pairs, every CPU preset's own training length (TD-MPC2's 3,000 steps are the slowest part: at
@@ -30,14 +34,10 @@ The paper's DINO-WM uses DINOv2 ViT-S/14, which needs timm's hub or a weights fi
 
 from __future__ import annotations
 
-import ast
-import hashlib
+import dataclasses
 import importlib.util
 import json
-import os
-import re
 import shutil
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -47,11 +47,14 @@ from pathlib import Path
 import numpy as np
 import tyro
 
+from swm_core.checkpoint import import_script, read_checkpoint
+
+common = import_script(Path(__file__).with_name("common.py"))
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = ("swm/TwoRoom-v1", "swm/PushT-v1")
 BASELINES = {"lewm": "baselines/lewm_train.py", "pldm": "baselines/pldm_train.py",
              "dinowm": "baselines/dinowm_train.py", "tdmpc2": "baselines/tdmpc2_train.py"}
-# REFERENCE §6: Push-T from the paper's table, Two-Room from the official docs (no TD-MPC2 figure there)
+# docs/reference.md §6: Push-T from the paper's table, Two-Room from the official docs (no TD-MPC2 figure there)
 PAPER = {"swm/PushT-v1": {"dinowm": 92, "lewm": 94, "pldm": 78, "tdmpc2": 12},
          "swm/TwoRoom-v1": {"dinowm": 100, "pldm": 97, "lewm": 87}}
 # --quick solver flags per baseline; the others plan with the solver's defaults (the paper's: CEM 300 x 30, MPPI)
@@ -83,7 +86,7 @@ class Args:
     out_dir: str = "runs/success_table"
     """cache of datasets, checkpoints, planning JSONs and logs"""
     results_dir: str = "benchmarks/results"
-    """where success_table[_quick|_smoke].json and .png go"""
+    """where success_table[_quick|_smoke].json and .png go, and the run's record success_table-<config>.json"""
     train_episodes: int = 400
     """training episodes (100 env steps each)"""
     eval_episodes: int = 60
@@ -133,95 +136,31 @@ def apply_mode(args: Args, mode: str) -> None:
             setattr(args, field, value)
 
 
-def code_hash(*paths: Path) -> str:
-    """sha1[:8] of Python files' code: their syntax trees without docstrings and comments, so editing the prose of
-    a training script keeps its cached checkpoints and any change to what it runs retrains them."""
-    digest = hashlib.sha1()
-    for path in paths:
-        tree = ast.parse(path.read_text())
-        for node in ast.walk(tree):
-            body = getattr(node, "body", None)
-            if isinstance(body, list):
-                kept = [n for n in body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant)
-                                                and isinstance(n.value.value, str))]
-                node.body = kept or [ast.Pass()]
-        digest.update(ast.dump(tree).encode())
-    return digest.hexdigest()[:8]
-
-
-def core_files() -> list[Path]:
-    """swm_core's modules: what every training and planning script runs besides its own file."""
-    return sorted((ROOT / "swm_core").rglob("*.py"))
-
-
-def file_hash(path: str | Path) -> str:
-    """sha1[:8] of a file's bytes (a weights file)."""
-    return hashlib.sha1(Path(path).read_bytes()).hexdigest()[:8]
-
-
-class RunFailed(RuntimeError):
-    pass
-
-
-def run(cmd: list[str], log: Path, threads: int) -> str:
-    """Run a project script (path relative to the repo root) with this Python, output to ``log`` (whose first line
-    is the command); return it."""
-    env = dict(os.environ, WANDB_MODE=os.environ.get("WANDB_MODE", "disabled"))
-    if threads > 0:
-        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    header = "$ python " + " ".join(cmd)
-    print(header, flush=True)
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "w") as f:
-        f.write(header + "\n")
-        f.flush()
-        proc = subprocess.run([sys.executable, *cmd], cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, env=env)
-    text = log.read_text()
-    if proc.returncode != 0:
-        tail = "\n".join(text.splitlines()[-12:])
-        raise RunFailed(f"{cmd[0]} exited with {proc.returncode} (log {log}):\n{tail}")
-    return text
-
-
-def previous_output(cmd: list[str], log: Path) -> str | None:
-    """The log of an earlier run of exactly ``cmd`` (run() writes the command as its first line), else None."""
-    if not log.is_file():
-        return None
-    text = log.read_text()
-    return text if text.split("\n", 1)[0] == "$ python " + " ".join(cmd) else None
-
-
-def slug(env_id: str) -> str:
-    return env_id.split("/")[-1].split("-")[0].lower()
-
-
-def collect(args: Args, env_id: str, path: Path, episodes: int, seed: int) -> Path:
-    """scripts/collect.py into ``path`` unless it is already there (written under a temporary name, then moved)."""
-    if path.exists():
-        print(f"reusing {path}")
-        return path
-    partial = path.with_name(path.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    run(["scripts/collect.py", "--env-id", env_id, "--output", str(partial), "--episodes", str(episodes),
-         "--policy", "mix", "--expert-fraction", str(args.expert_fraction), "--seed", str(seed)],
-        path.parent / "logs" / f"collect_{path.stem}.log", args.threads)
-    partial.rename(path)
-    return path
-
-
 def planner_of(name: str, script: Path) -> tuple[str, str, str]:
-    """(solver name, how to run it, note) from the script's ``default_solver`` (else the original paper's
-    planner): 'script' = solvers/<name>_plan.py, 'own' = the training script's --eval-only mode, 'none' = neither
-    (the reason is then the note)."""
-    source = script.read_text()
-    found = re.search(r"^\s+default_solver\s*=\s*[\"'](\w+)[\"']", source, re.M)
-    solver = found.group(1) if found else PAPER_SOLVER[name]
-    note = "" if found else "no default_solver in the script: the paper's planner"
+    """(solver name, how to run it, note) from the model class's ``default_solver`` attribute (the script is
+    imported; else the original paper's planner): 'script' = solvers/<name>_plan.py, 'own' = the training script's
+    --eval-only mode, 'none' = neither (the reason is then the note). After training, the checkpoint's own
+    ``default_solver`` entry decides (:func:`solver_of`)."""
+    try:
+        module = import_script(script)
+    except Exception as e:  # a script that cannot even be imported is reported in its row, not a crash
+        return PAPER_SOLVER[name], "error", f"cannot import {script}: {type(e).__name__}: {e}"
+    classes = [c for c in vars(module).values()
+               if isinstance(c, type) and c.__module__ == module.__name__ and "default_solver" in vars(c)]
+    solver = classes[0].default_solver if classes else PAPER_SOLVER[name]
+    note = "" if classes else "no default_solver in the script: the paper's planner"
     if (ROOT / "solvers" / f"{solver}_plan.py").exists():
         return solver, "script", note
-    if re.search(r"^\s+eval_only\s*:", source, re.M) and re.search(r"^\s+eval_dataset\s*:", source, re.M):
-        return solver, "own", "own planner (the script's --eval-dataset mode)"
-    return solver, "none", f"cannot plan it: no solvers/{solver}_plan.py and no --eval-only mode"
+    args_cls = getattr(module, "Args", None)
+    fields = {f.name for f in dataclasses.fields(args_cls)} if dataclasses.is_dataclass(args_cls) else set()
+    if {"eval_only", "eval_dataset", "output_json"} <= fields:
+        return solver, "own", "own planner (the script's --eval-only mode)"
+    return solver, "none", f"cannot plan it: no solvers/{solver}_plan.py and no --eval-only --output-json mode"
+
+
+def solver_of(ckpt: Path, planned: str) -> str:
+    """The solver a trained checkpoint asks for: its ``default_solver`` entry, else ``planned`` (the class's)."""
+    return read_checkpoint(ckpt).get("default_solver") or planned
 
 
 def train_steps_of(args: Args, mode: str, name: str) -> int | None:
@@ -249,8 +188,6 @@ def dinowm_weights(args: Args) -> str | None:
 
 def encoder_note(ckpts: list[Path]) -> str:
     """Which frozen encoder the checkpoints used (DINO-WM), read from their configs; '' for a model without one."""
-    from swm_core.checkpoint import read_checkpoint
-
     kinds = set()
     for ckpt in ckpts:
         config = read_checkpoint(ckpt)["config"]
@@ -264,12 +201,14 @@ def encoder_note(ckpts: list[Path]) -> str:
 
 
 def train(args: Args, name: str, train_data: Path, ckpt_dir: Path, seed: int, steps: int | None = None,
-          extra: list[str] = ()) -> tuple[Path, str | None]:
+          extra: list[str] = ()) -> Path:
     """baselines/<name>_train.py --preset cpu into ``ckpt_dir/model.pt`` unless it is already there; returns the
-    checkpoint and the training log (when reused: the log of the run that wrote it if that ran the same command,
-    else None). ``steps``: --total-steps (None: the preset's); ``extra`` flags go to the script (e.g. its
-    evaluation, DINO-WM's encoder weights)."""
+    checkpoint. ``steps``: --total-steps (None: the preset's); ``extra`` flags go to the script (DINO-WM's encoder
+    weights)."""
     ckpt = ckpt_dir / "model.pt"
+    if ckpt.exists():
+        print(f"reusing {ckpt}")
+        return ckpt
     partial = ckpt_dir.with_name(ckpt_dir.name + ".partial")
     cmd = [BASELINES[name], "--preset", "cpu", "--dataset", str(train_data), "--seed", str(seed), "--device",
            args.device, "--output", str(partial / "model.pt")]
@@ -277,20 +216,29 @@ def train(args: Args, name: str, train_data: Path, ckpt_dir: Path, seed: int, st
         cmd += ["--total-steps", str(steps), "--checkpoint-every", str(steps)]
     if args.smoke:
         cmd += ["--batch-size", "8", "--num-workers", "0", "--val-batches", "1"]
-    cmd, log = [*cmd, *extra], ckpt_dir.parent / "logs" / f"train_{ckpt_dir.name}.log"
-    if ckpt.exists():
-        print(f"reusing {ckpt}")
-        return ckpt, previous_output(cmd, log)
     shutil.rmtree(partial, ignore_errors=True)
-    text = run(cmd, log, args.threads)
+    common.run([*cmd, *extra], ckpt_dir.parent / "logs" / f"train_{ckpt_dir.name}.log", args.threads)
     partial.rename(ckpt_dir)
-    return ckpt, text
+    return ckpt
+
+
+def planned(cmd: list[str], ckpt: Path, out: Path, threads: int) -> dict:
+    """Run a planning command that writes ``out`` (--output-json) unless an ``out`` newer than the checkpoint was
+    written by the same command; return its result (common.read_plan): the model's success and the floors'."""
+    log = out.with_suffix(".log")
+    if out.is_file() and out.stat().st_mtime >= ckpt.stat().st_mtime and common.same_command(cmd, log):
+        print(f"reusing {out}")
+    else:
+        common.run(cmd, log, threads)
+    plan = common.read_plan(out)
+    result = {"model": plan["model"]["success_pct"], "command": "python " + " ".join(cmd)}
+    result.update({name: plan["rows"][name]["success_pct"] for name in ("no-op", "random") if name in plan["rows"]})
+    return result
 
 
 def plan_with_solver(args: Args, mode: str, baseline: str, solver: str, ckpt: Path, dataset: Path, out: Path,
                      seed: int, floors: bool) -> dict:
-    """solvers/<solver>_plan.py on the held-out pairs; returns {policy: success %} (the model's row is 'model').
-    An ``out`` JSON newer than the checkpoint, written by the same command, is reused."""
+    """solvers/<solver>_plan.py on the held-out pairs; returns {policy: success %} (the model's row is 'model')."""
     if mode == "quick":
         flags = QUICK_SOLVER_FLAGS.get(baseline, {}).get(solver, [])
     else:
@@ -300,15 +248,7 @@ def plan_with_solver(args: Args, mode: str, baseline: str, solver: str, ckpt: Pa
            str(args.episodes), "--goal-offset", str(args.goal_offset), "--eval-budget", str(args.eval_budget),
            "--num-envs", str(args.num_envs), "--no-episodic", "--seed", str(seed), "--device", args.device,
            "--output-json", str(out), *([] if floors else ["--no-floors"]), *flags]
-    log = out.with_suffix(".log")
-    if out.is_file() and out.stat().st_mtime >= ckpt.stat().st_mtime and previous_output(cmd, log) is not None:
-        print(f"reusing {out}")
-    else:
-        run(cmd, log, args.threads)
-    table = json.loads(out.read_text())["tables"]["dataset"]
-    result = {"model": table[0]["success_pct"], "command": "python " + " ".join(cmd)}
-    result.update({r["policy"]: r["success_pct"] for r in table[1:]})
-    return result
+    return planned(cmd, ckpt, out, args.threads)
 
 
 BLOCK_NOISE_SOLVERS = ("cem", "icem", "mppi", "predictive_sampling")
@@ -318,9 +258,6 @@ def held_noise_flags(args: Args, solver: str) -> list[str]:
     return ["--block-noise"] if args.block_noise and solver in BLOCK_NOISE_SOLVERS else []
 
 
-TABLE_ROW = re.compile(r"^(tdmpc2 \(MPPI \+ pi\)|pi prior only|no-op|random)\s+([\d.]+)%")
-
-
 def own_eval_flags(args: Args, mode: str, dataset: Path, seed: int) -> list[str]:
     """Flags of a training script's own dataset-driven evaluation (TD-MPC2's --eval-dataset mode)."""
     return ["--eval-dataset", str(dataset), "--eval-episodes", str(args.episodes), "--goal-offset",
@@ -328,48 +265,37 @@ def own_eval_flags(args: Args, mode: str, dataset: Path, seed: int) -> list[str]
             "--eval-seed", str(seed), *OWN_EVAL_FLAGS[mode]]
 
 
-def parse_own_eval(text: str, what: str, command: str) -> dict:
-    """The success column of the table a training script's own evaluation prints."""
-    rows = {m.group(1): float(m.group(2)) for m in map(TABLE_ROW.match, text.splitlines()) if m}
-    model_row = next((k for k in rows if k.startswith("tdmpc2")), None)
-    if model_row is None:
-        raise RunFailed(f"{what} printed no 'tdmpc2 (MPPI + pi)' row to parse")
-    return {"model": rows.pop(model_row), "command": command, **rows}
-
-
-def plan_own(args: Args, mode: str, name: str, ckpt: Path, dataset: Path, log: Path, seed: int) -> dict:
-    """The training script's own evaluation of a trained checkpoint (--eval-only)."""
+def plan_own(args: Args, mode: str, name: str, ckpt: Path, dataset: Path, out: Path, seed: int) -> dict:
+    """The training script's own evaluation of a trained checkpoint (--eval-only ... --output-json)."""
     cmd = [BASELINES[name], "--preset", "cpu", "--eval-only", "--resume", str(ckpt), "--seed", str(seed),
-           "--device", args.device, *own_eval_flags(args, mode, dataset, seed)]
-    text = run(cmd, log, args.threads)
-    return parse_own_eval(text, f"{cmd[0]} --eval-only (log {log})", "python " + " ".join(cmd))
+           "--device", args.device, *own_eval_flags(args, mode, dataset, seed), "--output-json", str(out)]
+    return planned(cmd, ckpt, out, args.threads)
 
 
 def run_one(args: Args, mode: str, baseline: str, planner: tuple[str, str, str], seed: int, train_data: Path,
             held_out: Path, ckpt_prefix: Path, plan_dir: Path, floors: bool) -> tuple[dict, Path]:
     """Train (or reuse) one baseline for one seed and plan it on the held-out pairs: (result, checkpoint)."""
-    solver, how, _ = planner
     steps = train_steps_of(args, mode, baseline)
     extra, tag = [], f"{steps}st" if steps is not None else "preset"
     weights = dinowm_weights(args) if baseline == "dinowm" else None
     if weights:
-        extra, tag = ["--pretrained", "--encoder-weights", weights], tag + f"_enc-{file_hash(weights)}"
+        extra, tag = ["--pretrained", "--encoder-weights", weights], tag + f"_enc-{common.file_hash(weights)}"
     # the hash of the code in the cache name: a checkpoint is reused only while its training script (and so its
-    # preset) and swm_core run the same code, on the same device setting
-    script_hash = code_hash(ROOT / BASELINES[baseline], *core_files())
+    # preset) and swm_core are unchanged, on the same device setting
+    script_hash = common.code_hash(ROOT / BASELINES[baseline], *common.core_files())
     ckpt_dir = ckpt_prefix.with_name(f"{ckpt_prefix.name}_{tag}_{script_hash}_{args.device}_seed{seed}")
-    if how == "script":
-        ckpt, _ = train(args, baseline, train_data, ckpt_dir, seed, steps, extra)
-        # a plan is reused only while the solver script runs the same code too
-        solver_hash = code_hash(ROOT / "solvers" / f"{solver}_plan.py")
+    ckpt = train(args, baseline, train_data, ckpt_dir, seed, steps, extra)
+    solver = solver_of(ckpt, planner[0])
+    if (ROOT / "solvers" / f"{solver}_plan.py").exists():
+        # a plan is reused only while the solver script is unchanged too
+        solver_hash = common.code_hash(ROOT / "solvers" / f"{solver}_plan.py")
         out = plan_dir / f"{baseline}_{solver}_{solver_hash}_seed{seed}.json"
         return plan_with_solver(args, mode, baseline, solver, ckpt, held_out, out, seed, floors=floors), ckpt
-    # evaluated by the training run itself, or --eval-only on a cached checkpoint
-    ckpt, log = train(args, baseline, train_data, ckpt_dir, seed, steps,
-                      [*extra, *own_eval_flags(args, mode, held_out, seed)])
-    if log is not None:
-        return parse_own_eval(log, f"{BASELINES[baseline]} --eval-dataset", "(in the training run)"), ckpt
-    return plan_own(args, mode, baseline, ckpt, held_out, plan_dir / f"{baseline}_own_seed{seed}.log", seed), ckpt
+    if planner[1] != "own":
+        raise common.RunFailed(f"{ckpt} asks for solver {solver!r}: no solvers/{solver}_plan.py and no "
+                               f"--eval-only mode in {BASELINES[baseline]}")
+    out = plan_dir / f"{baseline}_own_{script_hash}_seed{seed}.json"
+    return plan_own(args, mode, baseline, ckpt, held_out, out, seed), ckpt
 
 
 def mean_std(values: list[float]) -> tuple[float, float]:
@@ -398,16 +324,12 @@ def print_table(env_id: str, rows: list[dict], floors: dict, seeds: int, command
             m, s = mean_std(vals)
             print(f"{name + ' floor':<27}{m:>11.1f} ± {s:<4.1f}{'/'.join(f'{v:.0f}' for v in vals):>20}"
                   f"{'-':>12}")
-    print("paper: REFERENCE §6 (GPU, 224 px, 50 episodes; Push-T from the paper, Two-Room from the official docs); "
+    print("paper: docs/reference.md §6 (GPU, 224 px, 50 episodes; Push-T from the paper, Two-Room from the official docs); "
           "ours: the CPU presets at 64 px")
 
 
 def plot(path: Path, per_env: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = common.pyplot()
     fig, axes = plt.subplots(1, len(per_env), figsize=(5.5 * len(per_env), 3.8), squeeze=False)
     for (env_id, res), ax in zip(per_env.items(), axes[0]):
         rows = res["rows"]
@@ -424,14 +346,33 @@ def plot(path: Path, per_env: dict) -> None:
         ax.set_ylabel("success %")
         ax.set_title(env_id, fontsize=9)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    common.save_figure(fig, path)
+
+
+def record_tables(per_env: dict) -> list[dict]:
+    """The printed tables as record tables: one per env, ours beside the paper's, then the floors."""
+    tables = []
+    for env_id, res in per_env.items():
+        rows = [[r["baseline"], r["solver"], r.get("train_steps"), r["mean"] if r["per_seed"] else None,
+                 r["std"] if r["per_seed"] else None, r["paper"], r["per_seed"], r["note"]] for r in res["rows"]]
+        for name in ("no-op", "random"):
+            vals = res["floors"].get(name, [])
+            if vals:
+                m, sd = mean_std(vals)
+                rows.append([f"{name} floor", "-", None, m, sd, None, vals, ""])
+        source = "official docs" if "TwoRoom" in env_id else "the paper's table"
+        tables.append(common.table(
+            env_id, ["baseline", "solver", "train steps", "success %", "± std", "paper", "per seed", "note"], rows,
+            formats={"success %": ".1f", "± std": ".1f", "per seed": ".0f"},
+            notes=[f"paper: docs/reference.md §6 ({source}; GPU, 224 px, 50 episodes); ours: the CPU presets at "
+                   f"64 px, dataset-driven protocol, {res['episodes']} pairs per seed, mean ± std over seeds"]))
+    return tables
 
 
 def main(args: Args) -> dict:
     t_start = time.perf_counter()
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    config = common.config_name(mode, args, Args())  # the flags the user gave, before the mode's sizes
     apply_mode(args, mode)
     envs = args.envs or (ENVS if mode == "full" else ENVS[:1])
     args.baselines = args.baselines or tuple(BASELINES)
@@ -442,18 +383,18 @@ def main(args: Args) -> dict:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if (args.train_dataset or args.dataset) and len(envs) != 1:
         raise ValueError(f"--train-dataset/--dataset name one env's files, but --envs gives {envs}: pass one --envs")
-    command = "python benchmarks/success_table.py " + " ".join(sys.argv[1:])
+    command = common.command_line("benchmarks/success_table.py")
     out = Path(args.out_dir)
     seeds = [args.seed + k for k in range(args.seeds)]
     per_env, failures = {}, []
     for env_id in envs:
-        name = slug(env_id)
-        held_out = Path(args.dataset) if args.dataset else collect(
-            args, env_id, out / f"{name}_eval_{args.eval_episodes}ep_x{args.expert_fraction}_s{args.seed + 10_000}.lance",
-            args.eval_episodes, args.seed + 10_000)
-        train_data = Path(args.train_dataset) if args.train_dataset else collect(
-            args, env_id, out / f"{name}_train_{args.train_episodes}ep_x{args.expert_fraction}_s{args.seed}.lance",
-            args.train_episodes, args.seed)
+        name = common.slug(env_id)
+        held_out = Path(args.dataset) if args.dataset else common.collect(
+            env_id, out / f"{name}_eval_{args.eval_episodes}ep_x{args.expert_fraction}_s{args.seed + 10_000}.lance",
+            args.eval_episodes, args.seed + 10_000, args.expert_fraction, args.threads)
+        train_data = Path(args.train_dataset) if args.train_dataset else common.collect(
+            env_id, out / f"{name}_train_{args.train_episodes}ep_x{args.expert_fraction}_s{args.seed}.lance",
+            args.train_episodes, args.seed, args.expert_fraction, args.threads)
         plan_dir = out / f"{name}_{mode}_plans"
         plan_dir.mkdir(parents=True, exist_ok=True)
         planners = {}  # baseline -> (solver, how, note) for the baselines that can be planned
@@ -463,7 +404,7 @@ def main(args: Args) -> dict:
                 planners[baseline] = planner_of(baseline, script)
         # the no-op / random floors: once per seed, by the first baseline planned with a solver script
         floors_by = next((b for b, (_, how, _) in planners.items() if how == "script"), None)
-        runnable = [b for b in args.baselines if b in planners and planners[b][1] != "none"]
+        runnable = [b for b in args.baselines if b in planners and planners[b][1] in ("script", "own")]
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:  # subprocesses do the work
             futures = {(b, seed): pool.submit(run_one, args, mode, b, planners[b], seed, train_data, held_out,
                                               out / f"{name}_{b}_{train_data.stem}", plan_dir, b == floors_by)
@@ -477,15 +418,17 @@ def main(args: Args) -> dict:
                              "mean": float("nan"), "std": float("nan")})
                 continue
             solver, how, note = planners[baseline]
-            if how == "none":
-                rows.append({**row, "solver": solver, "status": "skipped", "note": note,
-                             "mean": float("nan"), "std": float("nan")})
+            if how in ("none", "error"):
+                if how == "error":
+                    failures.append(note)
+                rows.append({**row, "solver": solver, "status": "skipped" if how == "none" else "failed",
+                             "note": note, "mean": float("nan"), "std": float("nan")})
                 continue
             ckpts = []
             for seed in seeds:
                 try:
                     res, ckpt = futures[(baseline, seed)].result()
-                except RunFailed as e:
+                except common.RunFailed as e:
                     failures.append(str(e))
                     row["errors"].append(str(e))
                     continue
@@ -506,8 +449,8 @@ def main(args: Args) -> dict:
             rows.append({**row, "solver": solver, "status": "ok" if row["per_seed"] else "failed", "note": note,
                          "train_steps": steps if steps is not None else "preset", "mean": m, "std": s})
         floors = {f: [floors_by_seed[s][f] for s in seeds if s in floors_by_seed] for f in ("no-op", "random")}
-        per_env[env_id] = {"dataset": str(held_out), "train_dataset": str(train_data), "rows": rows,
-                           "floors": floors}
+        per_env[env_id] = {"dataset": str(held_out), "train_dataset": str(train_data), "episodes": args.episodes,
+                           "rows": rows, "floors": floors}
         print_table(env_id, rows, floors, len(seeds), command)
     seconds = time.perf_counter() - t_start
     print(f"\ntotal time: {seconds:.0f}s ({mode} mode; {args.threads or 'inherited'} thread(s) per subprocess)")
@@ -519,6 +462,11 @@ def main(args: Args) -> dict:
     (results_dir / f"{stem}.json").write_text(json.dumps(result, indent=1, default=float))
     plot(results_dir / f"{stem}.png", per_env)
     print(f"wrote {results_dir / (stem + '.json')} and {results_dir / (stem + '.png')}")
+    result["record"] = str(common.write_record(
+        results_dir, "success_table", config, title="In-distribution success of the world-model baselines",
+        command=command, seeds=seeds, quick=mode == "quick", tables=record_tables(per_env), seconds=seconds,
+        threads={"per_subprocess": args.threads or None, "jobs": args.jobs},
+        extra={"failures": failures}))
     if failures:
         print(f"{len(failures)} run(s) failed:\n" + "\n\n".join(failures), file=sys.stderr)
     return result

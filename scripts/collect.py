@@ -8,8 +8,10 @@ import numpy as np
 import tyro
 
 from swm_core import MixturePolicy, RandomPolicy, World, expert_policy
-from swm_core.data import check_jpeg_subsampling, check_tag, open_dataset, tag_version
-from swm_core.formats import is_s3, s3_storage_options
+from swm_core.data import open_dataset
+from swm_core.jpeg import check_jpeg_subsampling
+from swm_core.lance_writer import check_tag, tag_version
+from swm_core.s3 import is_s3, s3_storage_options
 
 
 @dataclass

@@ -6,8 +6,10 @@ from dataclasses import dataclass
 
 import tyro
 
-from swm_core.data import open_dataset, tag_version
-from swm_core.formats import FORMATS, convert, is_s3, s3_storage_options
+from swm_core.convert import FORMATS, convert
+from swm_core.data import open_dataset
+from swm_core.lance_writer import tag_version
+from swm_core.s3 import is_s3, s3_storage_options
 
 
 @dataclass

@@ -1,4 +1,4 @@
-# CEM planning with any swm world model. Docs: /work/shared/REFERENCE.md §5 (solvers); tests: tests/test_solvers.py
+# CEM planning with any swm world model. Docs: docs/reference.md §5 (solvers); tests: tests/test_solvers.py
 """Cross-entropy method (CEM) MPC solver.
 
 A diagonal Gaussian over the whole action sequence (B envs, H model steps, D action dims). Each iteration samples
@@ -8,8 +8,7 @@ All envs and samples are one batched tensor program on the device of ``init``.
 
 The noise is drawn independently for every dim, as in the paper, so the action_block env steps of a model step get
 independent perturbations that largely cancel over the block. ``block_noise`` (``--block-noise``) holds one draw
-over the block instead: the candidates then move consistently and reach far. On Two-Room with the LeWM CPU preset
-(README, "Held block noise") it lifted seven seeds from 85.7% to 91.1% on average, the weakest from 72% to 92%.
+over the block instead: the candidates then move consistently and reach far. notes: docs/notes/solvers.md
 """
 
 from __future__ import annotations
@@ -18,11 +17,16 @@ import copy
 import json
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 import tyro
+
+from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
+from swm_core.checkpoint import check_env, load_checkpoint
+from swm_core.data import open_dataset
 
 
 @dataclass
@@ -72,6 +76,11 @@ class Args:
     """write an MP4 (agent | goal) of the first dataset-driven episodes here"""
     output_json: str | None = None
     """write the results table here as JSON"""
+    model_script: str | None = None
+    """script defining the checkpoint's model (default: where it was trained, then baselines/ beside solvers/
+    and in the working directory)"""
+    allow_script_change: bool = False
+    """build the model even if that script's source differs from the one recorded in the checkpoint"""
 
 
 def _describe(x) -> str:
@@ -210,7 +219,7 @@ class CEMSolver:
             costs = evaluate_costs(name, cost_fn, candidates)
             elite_costs, idx = torch.topk(costs, self.topk, dim=1, largest=False, sorted=True)
             elites = torch.gather(candidates, 1, idx[:, :, None, None].expand(-1, -1, h, d))
-            mean = elites.mean(dim=1)
+            mean = elites.mean(dim=1).clamp_(low, high)  # float rounding can put the mean ulps outside the bounds
             # the population std by hand: ~10x faster on CPU than Tensor.std over a middle dim
             std = (elites - mean[:, None]).pow_(2).mean(dim=1).sqrt_().clamp_min_(self.min_std)
         self.last_info = {"best_cost": elite_costs[:, 0], "mean_cost": costs[:, 0], "iterations": self.iters,
@@ -251,14 +260,13 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 
 def main(args: Args) -> dict:
-    from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
-    from swm_core.checkpoint import check_env, load_checkpoint
-    from swm_core.data import open_dataset
 
     device = pick_device(args.device)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    model, ckpt = load_checkpoint(args.checkpoint, map_location=device)
+    model, ckpt = load_checkpoint(args.checkpoint, map_location=device, model_script=args.model_script,
+                                  search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
+                                  allow_script_change=args.allow_script_change)
     dataset = open_dataset(args.dataset) if args.dataset else None
     env_id = args.env_id or ckpt["extra"].get("env_id") or (dataset.metadata.get("env_id") if dataset else None)
     if env_id is None:

@@ -1,4 +1,4 @@
-# GRASP planning with any swm world model. Docs: /work/shared/REFERENCE.md §5; tests: tests/test_solvers.py
+# GRASP planning with any swm world model. Docs: docs/reference.md §5; tests: tests/test_solvers.py
 """GRASP: gradient-based planning with virtual intermediate states (the official swm code lacks it).
 
 Instead of backpropagating through a sequential H-step rollout, GRASP optimizes the actions a_0..a_{H-1} *and*
@@ -21,11 +21,16 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 import tyro
+
+from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
+from swm_core.checkpoint import check_env, load_checkpoint
+from swm_core.data import open_dataset
 
 
 @dataclass
@@ -80,6 +85,11 @@ class Args:
     """write an MP4 (agent | goal) of the first dataset-driven episodes here"""
     output_json: str | None = None
     """write the results table here as JSON"""
+    model_script: str | None = None
+    """script defining the checkpoint's model (default: where it was trained, then baselines/ beside solvers/
+    and in the working directory)"""
+    allow_script_change: bool = False
+    """build the model even if that script's source differs from the one recorded in the checkpoint"""
 
 
 def _describe(x) -> str:
@@ -380,14 +390,13 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 
 def main(args: Args) -> dict:
-    from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
-    from swm_core.checkpoint import check_env, load_checkpoint
-    from swm_core.data import open_dataset
 
     device = pick_device(args.device)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    model, ckpt = load_checkpoint(args.checkpoint, map_location=device)
+    model, ckpt = load_checkpoint(args.checkpoint, map_location=device, model_script=args.model_script,
+                                  search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
+                                  allow_script_change=args.allow_script_change)
     dataset = open_dataset(args.dataset) if args.dataset else None
     env_id = args.env_id or ckpt["extra"].get("env_id") or (dataset.metadata.get("env_id") if dataset else None)
     if env_id is None:

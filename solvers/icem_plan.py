@@ -1,4 +1,4 @@
-# iCEM planning with any swm world model. Docs: /work/shared/REFERENCE.md §5 (solvers); tests: tests/test_solvers.py
+# iCEM planning with any swm world model. Docs: docs/reference.md §5 (solvers); tests: tests/test_solvers.py
 """Improved cross-entropy method (iCEM, Pinneri et al. 2020) MPC solver.
 
 CEM plus three sample-efficiency tricks:
@@ -19,11 +19,16 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 import tyro
+
+from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
+from swm_core.checkpoint import check_env, load_checkpoint
+from swm_core.data import open_dataset
 
 
 @dataclass
@@ -81,6 +86,11 @@ class Args:
     """write an MP4 (agent | goal) of the first dataset-driven episodes here"""
     output_json: str | None = None
     """write the results table here as JSON"""
+    model_script: str | None = None
+    """script defining the checkpoint's model (default: where it was trained, then baselines/ beside solvers/
+    and in the working directory)"""
+    allow_script_change: bool = False
+    """build the model even if that script's source differs from the one recorded in the checkpoint"""
 
 
 def _describe(x) -> str:
@@ -313,7 +323,8 @@ class ICEMSolver:
             elite_mean = elites.mean(dim=1)
             elite_std = (elites - elite_mean[:, None]).pow_(2).mean(dim=1).sqrt_()  # faster than Tensor.std on CPU
             # momentum a: a * old + (1 - a) * elite statistic, as one lerp each
-            mean = torch.lerp(elite_mean, mean, self.momentum)
+            # clamped: float rounding can put the average of in-bounds elites a few ulps outside the bounds
+            mean = torch.lerp(elite_mean, mean, self.momentum).clamp_(low, high)
             std = torch.lerp(elite_std, std, self.momentum).clamp_min_(self.min_std)
         if kept is not None:
             self._memory[b] = (mean.clone(), kept.clone())
@@ -355,14 +366,13 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 
 def main(args: Args) -> dict:
-    from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
-    from swm_core.checkpoint import check_env, load_checkpoint
-    from swm_core.data import open_dataset
 
     device = pick_device(args.device)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    model, ckpt = load_checkpoint(args.checkpoint, map_location=device)
+    model, ckpt = load_checkpoint(args.checkpoint, map_location=device, model_script=args.model_script,
+                                  search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
+                                  allow_script_change=args.allow_script_change)
     dataset = open_dataset(args.dataset) if args.dataset else None
     env_id = args.env_id or ckpt["extra"].get("env_id") or (dataset.metadata.get("env_id") if dataset else None)
     if env_id is None:

@@ -1,27 +1,31 @@
-# Augmented-Lagrangian planning with any swm world model. Docs: /work/shared/REFERENCE.md §5; tests: tests/test_solvers.py
+# Augmented-Lagrangian planning with any swm world model. Docs: docs/reference.md §5; tests: tests/test_solvers.py
 """Augmented-Lagrangian MPC solver: gradient descent on the actions under differentiable inequality constraints.
 
-Minimize cost(a) subject to g(a) <= 0 (``constraint_fn(candidates (B, S, H, D)) -> (B, S, C)``). The inner loop
-runs (projected) Adam on L(a) = cost + sum_c lambda_c g_c + (rho / 2) sum_c relu(g_c)^2; the outer loop raises
-the multipliers by dual ascent, lambda <- max(0, lambda + rho g), and grows the penalty,
-rho <- min(rho_growth * rho, rho_max).
-The linear term enforces the constraint at the optimum, the quadratic one adds curvature where it is violated.
-Without ``constraint_fn`` it is plain projected gradient descent. Returns, per env, the best feasible sample
-(the least violating one if none is feasible).
+Minimize cost(a) subject to g(a) <= 0 (``constraint_fn(candidates (B, S, H, D)) -> (B, S, C)``) within the bounds,
+by the method of multipliers: each outer step minimizes the augmented Lagrangian
+L(a) = cost + sum_c (max(0, lambda_c + rho g_c)^2 - lambda_c^2) / (2 rho) over the box (projected gradient with
+Barzilai-Borwein steps and an Armijo line search, to a tolerance), then updates lambda <- max(0, lambda + rho g);
+rho grows (x ``rho_growth``) only when the violation did not shrink enough. A sample stops once it is feasible
+within ``feasibility_tol``. Without ``constraint_fn`` it is plain projected gradient descent. Returns, per env,
+the best feasible sample (the least violating one if none is feasible).
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 import tyro
+
+from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
+from swm_core.checkpoint import check_env, load_checkpoint
+from swm_core.data import open_dataset
 
 
 @dataclass
@@ -46,14 +50,14 @@ class Args:
     """envs planned together in one batched solver call"""
     num_samples: int = 4
     """action sequences optimized in parallel per env"""
-    outer_steps: int = 5
-    """multiplier updates per plan"""
+    outer_steps: int = 10
+    """most multiplier updates per plan (a plan stops early once feasible within 1e-3)"""
     inner_iters: int = 50
-    """Adam steps per multiplier update"""
+    """most projected-gradient steps per multiplier update"""
     lr: float = 0.3
-    """first learning rate (one cosine over all steps)"""
+    """size of the first step, as the largest change of an action coordinate (later: Barzilai-Borwein steps)"""
     rho: float = 1.0
-    """initial penalty weight (doubled per outer step, capped at 1e4)"""
+    """initial penalty weight (x10 whenever the violation did not shrink to 1/4, capped at 1e6)"""
     max_action_norm: float | None = None
     """plan under the constraint |a| <= this for every env step (None: no constraint, plain projected GD)"""
     horizon: int = 5
@@ -70,6 +74,11 @@ class Args:
     """write an MP4 (agent | goal) of the first dataset-driven episodes here"""
     output_json: str | None = None
     """write the results table here as JSON"""
+    model_script: str | None = None
+    """script defining the checkpoint's model (default: where it was trained, then baselines/ beside solvers/
+    and in the working directory)"""
+    allow_script_change: bool = False
+    """build the model even if that script's source differs from the one recorded in the checkpoint"""
 
 
 def _describe(x) -> str:
@@ -137,21 +146,46 @@ def evaluate_constraints(name: str, constraint_fn, candidates: torch.Tensor) -> 
     return g
 
 
+def _per_sample(x: torch.Tensor) -> torch.Tensor:
+    """Sum over every dim after the leading (B, S): one value per sample."""
+    return x.flatten(2).sum(-1)
+
+
+def _largest(x: torch.Tensor) -> torch.Tensor:
+    """Largest absolute entry per sample: (B, S, ...) -> (B, S)."""
+    return x.flatten(2).abs().amax(-1)
+
+
 class LagrangianSolver:
     """Augmented Lagrangian: ``solver(cost_fn, init, low, high, constraint_fn=None) -> (B, H, D)``.
 
+    The method of multipliers (Hestenes-Powell-Rockafellar) for inequalities g(a) <= 0 within the bounds. Outer step
+    k minimizes, over the box, L(a) = cost(a) + sum_c (max(0, lambda_c + rho g_c(a))^2 - lambda_c^2) / (2 rho)
+    (the inner solve), then updates lambda <- max(0, lambda + rho g), and multiplies rho by ``rho_growth`` (up to
+    ``rho_max``) only when V = max_c |max(g_c, -lambda_c / rho)| (violation and complementarity in one number) did
+    not shrink below ``penalty_shrink`` times its previous value. A sample stops once V <= ``feasibility_tol`` after a
+    converged inner solve; its lambda then satisfies the KKT conditions up to the tolerances.
+
+    The inner solve is projected gradient descent on the box with Barzilai-Borwein (spectral) steps and a monotone
+    Armijo line search along the projection arc (a trial is accepted only if it lowers L by sigma <grad, move>),
+    run until the projected-gradient residual max|clamp(a - grad L) - a| <= ``inner_tol``, until no decrease is
+    measurable in float precision, or for ``inner_iters`` trial steps. Without constraints it is one such solve
+    of the cost with ``outer_steps * inner_iters`` trial steps. Every sample (env, start) has its own step,
+    multipliers and penalty, so batched envs never interact.
+
     Args:
         num_samples: sequences optimized in parallel per env (S); sample 0 starts at ``init``.
-        outer_steps: multiplier updates.
-        inner_iters: Adam steps per outer step.
-        lr: learning rate of the first step; one Adam runs through all outer steps (restarting it would kick the
-            actions by ``lr`` in every coordinate at each outer step).
-        min_lr_ratio: the learning rate follows one cosine from ``lr`` down to ``lr * min_lr_ratio`` over all
-            ``outer_steps * inner_iters`` steps.
+        outer_steps: most multiplier updates.
+        inner_iters: most trial steps per inner solve, each one evaluation of the cost (and constraints) with its
+            gradient; each solve also evaluates its start point (the multipliers changed since the last one).
+        lr: size of the first trial step, as the largest change of an action coordinate it would make.
         rho: initial penalty weight.
-        rho_growth: penalty growth factor per outer step.
+        rho_growth: penalty growth factor, applied when the violation did not shrink enough.
         rho_max: cap on the penalty weight.
+        penalty_shrink: the violation must shrink by at least this factor per outer step to keep rho.
         feasibility_tol: a sample counts as feasible when every g <= this.
+        inner_tol: projected-gradient residual that ends an inner solve.
+        armijo: sufficient-decrease constant sigma of the line search, in (0, 1).
         init_noise_std: std of the Gaussian noise added to ``init`` for samples 1..S-1.
         seed: seed of the solver's own ``torch.Generator``.
         device: where to plan; ``None`` plans on the device of ``init``.
@@ -160,16 +194,19 @@ class LagrangianSolver:
             those a call passes (a world model's ``get_constraints``, through ``model_kwargs``).
 
     NaN costs or constraint values raise a ValueError. ``last_info``: ``best_cost`` (B,) cost of the returned
-    sequence, ``max_violation`` (B,) its largest positive g (0 when feasible), ``multipliers`` (B, C) its lambda,
-    ``feasible`` (B,) bool, ``rho`` final penalty, ``iterations`` (gradient steps), ``model_evals``.
+    sequence, ``max_violation`` (B,) its largest positive g (0 when feasible), ``multipliers`` (B, C) its lambda
+    (after the last update, the KKT multipliers at the returned plan), ``feasible`` (B,) bool, ``rho`` (B,) its
+    final penalty, ``outer_steps`` (B,) its multiplier updates, ``iterations`` (evaluation rounds of the batch),
+    ``model_evals``.
     """
 
     action_kind = "continuous"
 
-    def __init__(self, num_samples: int = 4, outer_steps: int = 5, inner_iters: int = 50, lr: float = 0.3,
-                 min_lr_ratio: float = 0.01, rho: float = 1.0, rho_growth: float = 2.0, rho_max: float = 1e4,
-                 feasibility_tol: float = 1e-3, init_noise_std: float = 0.5, seed: int = 0,
-                 device: str | torch.device | None = None, action_table=None, constraint_fn=None):
+    def __init__(self, num_samples: int = 4, outer_steps: int = 10, inner_iters: int = 50, lr: float = 0.3,
+                 rho: float = 1.0, rho_growth: float = 10.0, rho_max: float = 1e6, penalty_shrink: float = 0.25,
+                 feasibility_tol: float = 1e-3, inner_tol: float = 1e-4, armijo: float = 1e-4,
+                 init_noise_std: float = 0.5, seed: int = 0, device: str | torch.device | None = None,
+                 action_table=None, constraint_fn=None):
         name = type(self).__name__
         if action_table is not None:
             raise ValueError(f"{name} plans continuous actions: expected no action_table, got a discrete action "
@@ -178,12 +215,16 @@ class LagrangianSolver:
         if num_samples < 1 or outer_steps < 1 or inner_iters < 1 or lr <= 0:
             raise ValueError(f"{name}: need num_samples, outer_steps, inner_iters >= 1 and lr > 0; got "
                              f"{num_samples}, {outer_steps}, {inner_iters}, {lr}")
-        if rho <= 0 or rho_growth < 1 or rho_max < rho or not 0 <= min_lr_ratio <= 1:
-            raise ValueError(f"{name}: need rho > 0, rho_growth >= 1, rho_max >= rho, min_lr_ratio in [0, 1]; got "
-                             f"{rho}, {rho_growth}, {rho_max}, {min_lr_ratio}")
+        if rho <= 0 or rho_growth < 1 or rho_max < rho or not 0 < penalty_shrink < 1:
+            raise ValueError(f"{name}: need rho > 0, rho_growth >= 1, rho_max >= rho, penalty_shrink in (0, 1); got "
+                             f"{rho}, {rho_growth}, {rho_max}, {penalty_shrink}")
+        if feasibility_tol < 0 or inner_tol < 0 or not 0 < armijo < 1:
+            raise ValueError(f"{name}: need feasibility_tol >= 0, inner_tol >= 0, armijo in (0, 1); got "
+                             f"{feasibility_tol}, {inner_tol}, {armijo}")
         self.num_samples, self.outer_steps, self.inner_iters = int(num_samples), int(outer_steps), int(inner_iters)
-        self.lr, self.min_lr_ratio, self.init_noise_std = float(lr), float(min_lr_ratio), float(init_noise_std)
+        self.lr, self.init_noise_std = float(lr), float(init_noise_std)
         self.rho, self.rho_growth, self.rho_max = float(rho), float(rho_growth), float(rho_max)
+        self.penalty_shrink, self.inner_tol, self.armijo = float(penalty_shrink), float(inner_tol), float(armijo)
         self.feasibility_tol, self.seed, self.device = float(feasibility_tol), int(seed), device
         self._generator: torch.Generator | None = None
         self.last_info: dict = {}
@@ -203,10 +244,6 @@ class LagrangianSolver:
             return {"constraint_fn": lambda candidates: model.get_constraints(infos, candidates)}
         return {}
 
-    def learning_rate(self, i: int) -> float:
-        cosine = 0.5 * (1 + math.cos(math.pi * i / max(self.outer_steps * self.inner_iters - 1, 1)))
-        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine)
-
     def __call__(self, cost_fn, init, low, high, constraint_fn=None) -> torch.Tensor:
         name = type(self).__name__
         own, given = self.constraint_fn, constraint_fn
@@ -220,53 +257,119 @@ class LagrangianSolver:
         start = torch.maximum(torch.minimum(init, high), low)
         noise = torch.randn((b, s, h, d), generator=gen, device=init.device, dtype=init.dtype)
         noise[:, 0] = 0
-        actions = torch.maximum(torch.minimum(start[:, None] + self.init_noise_std * noise, high), low)
-        actions.requires_grad_(True)
-        lam, rho, evals = None, self.rho, 0
-        opt = torch.optim.Adam([actions], lr=self.lr)
-        with torch.enable_grad():
-            for k in range(self.outer_steps):
-                for i in range(self.inner_iters):
-                    costs = evaluate_costs(name, cost_fn, actions)
-                    loss = costs
-                    if constraint_fn is not None:
-                        g = evaluate_constraints(name, constraint_fn, actions)
-                        lam = torch.zeros_like(g) if lam is None else lam
-                        loss = loss + (lam * g).sum(-1) + 0.5 * rho * torch.relu(g).pow(2).sum(-1)
-                    evals += b * s
-                    for group in opt.param_groups:
-                        group["lr"] = self.learning_rate(k * self.inner_iters + i)
-                    grad, = torch.autograd.grad(loss.sum(), actions)
-                    if not torch.isfinite(grad).all():
-                        raise ValueError(f"{name}: the gradient of the augmented Lagrangian is not finite")
-                    actions.grad = grad
-                    opt.step()
-                    with torch.no_grad():
-                        actions.copy_(torch.maximum(torch.minimum(actions, high), low))
-                if constraint_fn is None:
-                    continue
-                with torch.no_grad():
-                    g = evaluate_constraints(name, constraint_fn, actions)
-                    lam = torch.clamp_min(lam + rho * g, 0.0)
-                    rho = min(rho * self.rho_growth, self.rho_max)
+        x = torch.maximum(torch.minimum(start[:, None] + self.init_noise_std * noise, high), low)
+        width = (high - low)[torch.isfinite(high - low)]
+        max_move = 10.0 * max(float(width.max()) if width.numel() else 1.0, 1e-12)  # the longest trial step
+        resolution = 16 * torch.finfo(init.dtype).eps
+
+        def project(a: torch.Tensor) -> torch.Tensor:
+            return torch.maximum(torch.minimum(a, high), low)
+
+        def expand(v: torch.Tensor) -> torch.Tensor:  # (B, S) -> broadcastable against (B, S, H, D)
+            return v[:, :, None, None]
+
+        state = {"lam": None, "rho": torch.full((b, s), self.rho, device=init.device, dtype=init.dtype), "evals": 0}
+
+        def evaluate(a: torch.Tensor):
+            """(L, grad L, cost, g) at a, for the current multipliers and penalties."""
+            a = a.detach().requires_grad_(True)
+            with torch.enable_grad():
+                costs = evaluate_costs(name, cost_fn, a)
+                g, objective = None, costs
+                if constraint_fn is not None:
+                    g = evaluate_constraints(name, constraint_fn, a)
+                    if state["lam"] is None:
+                        state["lam"] = torch.zeros_like(g.detach())
+                    lam, rho = state["lam"], state["rho"][:, :, None]
+                    if tuple(g.shape) != tuple(lam.shape):
+                        raise ValueError(f"{name}: constraint_fn returned {tuple(g.shape)} values after "
+                                         f"{tuple(lam.shape)}; the number of constraints must not change")
+                    shifted = torch.clamp_min(lam + rho * g, 0.0)
+                    objective = costs + (shifted.pow(2) - lam.pow(2)).sum(-1) / (2 * rho[..., 0])
+                grad, = torch.autograd.grad(objective.sum(), a)
+            if not torch.isfinite(grad).all():
+                raise ValueError(f"{name}: the gradient of the augmented Lagrangian is not finite")
+            state["evals"] += 1
+            return objective.detach(), grad, costs.detach(), None if g is None else g.detach()
+
+        def clip_step(step: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+            return torch.minimum(step, max_move / _largest(grad).clamp_min(1e-30))
+
+        def inner_solve(x, step, frozen, budget):
+            """Monotone spectral projected gradient on L from x; samples in ``frozen`` do not move."""
+            value, grad, cost, g = evaluate(x)
+            residual = _largest(project(x - grad) - x)
+            done = frozen | (residual <= self.inner_tol)
+            converged = residual <= self.inner_tol
+            if step is None:  # first solve: the first trial moves the largest coordinate by lr
+                step = clip_step(self.lr / residual.clamp_min(1e-30), grad)
+            for _ in range(budget):
+                trial = torch.where(expand(done), x, project(x - expand(step) * grad))
+                if torch.equal(trial, x):
+                    break
+                t_value, t_grad, t_cost, t_g = evaluate(trial)
+                move = trial - x
+                slope = _per_sample(grad * move)  # <= 0 for a projected-gradient step
+                ok = (t_value <= value + self.armijo * slope) & ~done
+                sy, ss = _per_sample(move * (t_grad - grad)), _per_sample(move * move)
+                spectral = clip_step(torch.where(sy > 0, ss / sy.clamp_min(1e-30), torch.inf), t_grad)
+                cut = (-slope / (2 * (t_value - value - slope))).nan_to_num(0.5).clamp(0.1, 0.5)
+                step = torch.where(ok, spectral, torch.where(done, step, step * cut))
+                x = torch.where(expand(ok), trial, x)
+                value, cost = torch.where(ok, t_value, value), torch.where(ok, t_cost, cost)
+                grad = torch.where(expand(ok), t_grad, grad)
+                if g is not None:
+                    g = torch.where(ok[:, :, None], t_g, g)
+                residual = torch.where(ok, _largest(project(x - grad) - x), residual)
+                converged = converged | (ok & (residual <= self.inner_tol))
+                # done: converged, a fixed point, or no decrease left that float precision can show
+                stalled = torch.where(ok, ss == 0, ~done & (-slope <= resolution * value.abs()))
+                converged = converged | stalled
+                done = done | converged
+            return x, step, cost, g, converged
+
+        if constraint_fn is None:
+            x, _, cost, _, _ = inner_solve(x, None, torch.zeros((b, s), dtype=torch.bool, device=init.device),
+                                           self.outer_steps * self.inner_iters)
+            violation = torch.zeros_like(cost)
+            outer = torch.zeros((b, s), dtype=torch.long, device=init.device)
+        else:
+            active = torch.ones((b, s), dtype=torch.bool, device=init.device)
+            previous = torch.full((b, s), torch.inf, device=init.device, dtype=init.dtype)
+            outer = torch.zeros((b, s), dtype=torch.long, device=init.device)
+            step = None
+            for _ in range(self.outer_steps):
+                x, step, cost, g, converged = inner_solve(x, step, ~active, self.inner_iters)
+                lam, rho = state["lam"], state["rho"]
+                # |max(g, -lambda / rho)|: > 0 where a constraint is violated, or inactive while its multiplier
+                # is not yet 0 (violation and complementarity in one measure)
+                measure = torch.maximum(g, -lam / rho[:, :, None]).abs().amax(-1)
+                new_lam = torch.clamp_min(lam + rho[:, :, None] * g, 0.0)
+                grow = active & (measure > self.penalty_shrink * previous)
+                new_rho = torch.where(grow, torch.clamp_max(rho * self.rho_growth, self.rho_max), rho)
+                state["lam"] = torch.where(active[:, :, None], new_lam, lam)
+                state["rho"] = new_rho
+                step = step * rho / new_rho  # the penalty's curvature grows with rho
+                previous = torch.where(active, measure, previous)
+                outer += active
+                active = active & ~(converged & (measure <= self.feasibility_tol))
+                if not active.any():
+                    break
+            violation = g.clamp_min(0).amax(-1)
         with torch.no_grad():
-            costs = evaluate_costs(name, cost_fn, actions)
-            evals += b * s
-            if constraint_fn is None:
-                violation = torch.zeros_like(costs)
-            else:
-                violation = evaluate_constraints(name, constraint_fn, actions).clamp_min(0).amax(-1)
             feasible = violation <= self.feasibility_tol
             # feasible samples first (by cost), then the others (by violation)
-            score = torch.where(feasible, costs, torch.inf)
+            score = torch.where(feasible, cost, torch.inf)
             pick = torch.where(feasible.any(1), score.argmin(1), violation.argmin(1))
             rows = torch.arange(b, device=init.device)
+            lam = state["lam"]
             self.last_info = {
-                "best_cost": costs[rows, pick], "max_violation": violation[rows, pick],
-                "feasible": feasible[rows, pick], "rho": rho, "iterations": self.outer_steps * self.inner_iters,
-                "multipliers": lam[rows, pick] if lam is not None else None, "model_evals": evals,
+                "best_cost": cost[rows, pick], "max_violation": violation[rows, pick],
+                "feasible": feasible[rows, pick], "rho": state["rho"][rows, pick], "outer_steps": outer[rows, pick],
+                "iterations": state["evals"], "multipliers": lam[rows, pick] if lam is not None else None,
+                "model_evals": state["evals"] * b * s,
             }
-        return actions.detach()[rows, pick]
+        return x.detach()[rows, pick]
 
 
 # ---- main ----
@@ -312,14 +415,13 @@ def action_norm_constraint(action_dim: int, max_norm: float):
 
 
 def main(args: Args) -> dict:
-    from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
-    from swm_core.checkpoint import check_env, load_checkpoint
-    from swm_core.data import open_dataset
 
     device = pick_device(args.device)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    model, ckpt = load_checkpoint(args.checkpoint, map_location=device)
+    model, ckpt = load_checkpoint(args.checkpoint, map_location=device, model_script=args.model_script,
+                                  search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
+                                  allow_script_change=args.allow_script_change)
     dataset = open_dataset(args.dataset) if args.dataset else None
     env_id = args.env_id or ckpt["extra"].get("env_id") or (dataset.metadata.get("env_id") if dataset else None)
     if env_id is None:

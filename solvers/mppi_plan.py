@@ -1,8 +1,9 @@
-# MPPI planning with any swm world model. Docs: /work/shared/REFERENCE.md §5 (solvers); tests: tests/test_solvers.py
+# MPPI planning with any swm world model. Docs: docs/reference.md §5 (solvers); tests: tests/test_solvers.py
 """Model predictive path integral (MPPI) MPC solver.
 
 Each iteration perturbs the mean sequence with Gaussian noise (sample 0 is the mean itself), clamps to the bounds,
-weights every candidate by softmax(-(cost - min cost) / temperature) and moves the mean to the weighted average.
+weights every candidate by softmax(-(cost - min cost) / temperature) and moves the mean to the weighted average
+(clamped to the bounds: float rounding can put an average of in-bounds candidates a few ulps outside).
 Low temperature puts the mass on the best candidates, high temperature averages uniformly: a smooth cousin of
 CEM. The noise std shrinks by ``std_decay`` per iteration down to ``min_std`` (``std_decay=1`` keeps it fixed, as
 in textbook MPPI). Returns the final mean.
@@ -14,11 +15,16 @@ import copy
 import json
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 import tyro
+
+from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
+from swm_core.checkpoint import check_env, load_checkpoint
+from swm_core.data import open_dataset
 
 
 @dataclass
@@ -70,6 +76,11 @@ class Args:
     """write an MP4 (agent | goal) of the first dataset-driven episodes here"""
     output_json: str | None = None
     """write the results table here as JSON"""
+    model_script: str | None = None
+    """script defining the checkpoint's model (default: where it was trained, then baselines/ beside solvers/
+    and in the working directory)"""
+    allow_script_change: bool = False
+    """build the model even if that script's source differs from the one recorded in the checkpoint"""
 
 
 def _describe(x) -> str:
@@ -218,7 +229,9 @@ class MPPISolver:
                 cutoff = torch.topk(costs, self.topk, dim=1, largest=False).values[:, -1:]
                 logits = logits.masked_fill(costs > cutoff, -torch.inf)
             weights = torch.softmax(logits, dim=1)
-            mean = torch.einsum("bs,bshd->bhd", weights, candidates)
+            # a convex combination of in-bounds candidates, but float rounding can put it a few ulps outside the
+            # bounds; it is the next candidate 0 and the returned plan, so clamp it
+            mean = torch.einsum("bs,bshd->bhd", weights, candidates).clamp_(low, high)
             std = max(std * self.std_decay, self.min_std)
         self.last_info = {"best_cost": best_cost, "mean_cost": costs[:, 0], "ess": 1.0 / weights.pow(2).sum(1),
                           "iterations": self.iters, "model_evals": self.iters * b * s}
@@ -258,14 +271,13 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 
 def main(args: Args) -> dict:
-    from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
-    from swm_core.checkpoint import check_env, load_checkpoint
-    from swm_core.data import open_dataset
 
     device = pick_device(args.device)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    model, ckpt = load_checkpoint(args.checkpoint, map_location=device)
+    model, ckpt = load_checkpoint(args.checkpoint, map_location=device, model_script=args.model_script,
+                                  search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
+                                  allow_script_change=args.allow_script_change)
     dataset = open_dataset(args.dataset) if args.dataset else None
     env_id = args.env_id or ckpt["extra"].get("env_id") or (dataset.metadata.get("env_id") if dataset else None)
     if env_id is None:

@@ -1,27 +1,33 @@
-# Projected-gradient planning over discrete actions. Docs: /work/shared/REFERENCE.md §5; tests: tests/test_solvers.py
+# Projected-gradient planning over discrete actions. Docs: docs/reference.md §5; tests: tests/test_solvers.py
 """Projected gradient descent (PGD) over a continuous relaxation of discrete actions.
 
 Each plan slot (model step t, sub-step k of the action block) holds a probability vector over the ``n`` rows of an
-``action_table`` (n, A); the world model sees the expected action probs @ action_table (so D = K * A). Adam steps
-on the probabilities are each followed by the Euclidean projection onto the probability simplex (the sort-based
-algorithm of Duchi et al. 2008). ``num_samples`` relaxations are optimized in parallel: sample 0 starts halfway
-between uniform and the table rows nearest to ``init`` (the warm start), the others at random points of the
-simplex. At the end each is decoded by its argmax and by sequences drawn from it; the best decoded sequence is
-returned, its indices in ``solver.last_indices`` / ``last_info["indices"]``.
+``action_table`` (n, A); the world model sees the expected action probs @ action_table (so D = K * A). The
+relaxation is solved by projected gradient descent: steps along the gradient followed by the exact Euclidean
+projection onto the probability simplex (the sort-based algorithm of Duchi et al. 2008), with Barzilai-Borwein
+step sizes checked by an Armijo line search, so every accepted step lowers the relaxed cost. ``num_samples``
+relaxations are optimized in parallel: sample 0 starts at the table rows nearest to ``init`` (the warm start), the
+others at random action sequences. At the end each is decoded by its argmax, by the rows nearest to its expected
+actions and by sequences drawn from it; the best decoded sequence is returned, its indices in
+``solver.last_indices`` / ``last_info["indices"]``.
 """
 
 from __future__ import annotations
 
 import copy
 import json
-import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import torch
 import tyro
+
+from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
+from swm_core.checkpoint import check_env, load_checkpoint
+from swm_core.data import open_dataset
 
 
 @dataclass
@@ -49,9 +55,9 @@ class Args:
     num_samples: int = 16
     """relaxations optimized in parallel per env"""
     iters: int = 100
-    """projected Adam steps per plan"""
+    """cost evaluations per relaxation and plan (start point + projected-gradient trial steps)"""
     lr: float = 0.1
-    """first learning rate (cosine-annealed to 1% of it)"""
+    """size of the first step, as the largest change of a probability (later: Barzilai-Borwein steps)"""
     decode_samples: int = 16
     """decodings scored per relaxation (argmax + draws)"""
     horizon: int = 5
@@ -68,6 +74,11 @@ class Args:
     """write an MP4 (agent | goal) of the first dataset-driven episodes here"""
     output_json: str | None = None
     """write the results table here as JSON"""
+    model_script: str | None = None
+    """script defining the checkpoint's model (default: where it was trained, then baselines/ beside solvers/
+    and in the working directory)"""
+    allow_script_change: bool = False
+    """build the model even if that script's source differs from the one recorded in the checkpoint"""
 
 
 def _describe(x) -> str:
@@ -173,38 +184,61 @@ def project_simplex(v: torch.Tensor) -> torch.Tensor:
     return torch.clamp_min(v - theta, 0.0)
 
 
+def _per_sample(x: torch.Tensor) -> torch.Tensor:
+    """Sum over every dim after the leading (B, S): one value per relaxation."""
+    return x.flatten(2).sum(-1)
+
+
+def _centered(grad: torch.Tensor) -> torch.Tensor:
+    """The gradient with its mean over the n table rows removed: the part that moves a point inside the simplex
+    (P(p - a g) = P(p - a (g - c)) for any constant c per slot), free of the large common component that would
+    cost precision in the projection."""
+    return grad - grad.mean(-1, keepdim=True)
+
+
 class PGDSolver:
     """PGD over discrete actions: ``solver(cost_fn, init, low, high) -> (B, H, D)``; ``cost_fn`` differentiable.
+
+    The relaxation is solved by projected gradient descent with exact Euclidean projections onto the simplices
+    (``project_simplex``) and an Armijo line search along the projection arc: a trial p' = P(p - a g) is accepted
+    only if f(p') <= f(p) + sigma <g, p' - p> (sigma = ``armijo``), so every accepted step strictly decreases each
+    relaxation's cost (<g, p' - p> <= -|p' - p|^2 / a < 0 whenever p' != p). The trial step a is the
+    Barzilai-Borwein (spectral) step of the last accepted move, s.s / s.y, and is cut by safeguarded quadratic
+    interpolation (to 0.1-0.5 of itself) after a rejected trial. Each (env, sample) has its own step, so the
+    relaxations never interact. Every iteration is one cost evaluation (with its gradient) of all trials.
 
     Args:
         action_table: (n, A) tensor, row i = the continuous action the world model sees for discrete action i.
         num_samples: relaxations optimized in parallel per env (S).
-        iters: projected Adam steps.
-        lr: learning rate of the first step (cosine-annealed to ``lr * min_lr_ratio``).
-        min_lr_ratio: final learning rate as a fraction of ``lr``.
+        iters: cost evaluations per relaxation (each with its gradient): the start point, then one per trial step.
+            The loop stops early once no relaxation can move (every one is a fixed point of its projected step).
+        lr: size of the first trial step, as the largest change of a probability it would make (0.1: 10 points).
         decode_samples: decodings scored per relaxation: its argmax plus ``decode_samples - 1`` sequences drawn
             from it (Gumbel-max). A relaxed optimum is often a blend (e.g. "move" with p 3/8 at every step), which
             argmax alone decodes to "never move"; draws from the blend recover the right counts.
+        armijo: sufficient-decrease constant sigma of the line search, in (0, 1).
         seed: seed of the solver's own ``torch.Generator``.
         device: where to plan; ``None`` plans on the device of ``init``.
 
     NaN costs raise a ValueError. ``last_info``: ``indices`` (B, H, K) int64 of the returned plan (also
-    ``last_indices``), ``best_cost`` (B,) its cost, ``relaxed_cost`` (B,) the best relaxed cost, ``probs``
-    (B, H, K, n) the relaxation the plan was decoded from, ``iterations``, ``model_evals``.
+    ``last_indices``), ``best_cost`` (B,) its cost, ``relaxed_cost`` (B,) the lowest relaxed cost reached (the
+    final cost of the best relaxation: the descent is monotone), ``probs`` (B, H, K, n) the relaxation the plan was
+    decoded from, ``iterations`` (cost evaluations of the relaxations, <= ``iters``), ``accepted`` (B, S) accepted
+    steps per relaxation, ``model_evals``.
     """
 
     action_kind = "discrete"
 
     def __init__(self, action_table, num_samples: int = 16, iters: int = 100, lr: float = 0.1,
-                 min_lr_ratio: float = 0.01, decode_samples: int = 16, seed: int = 0,
+                 decode_samples: int = 16, armijo: float = 1e-4, seed: int = 0,
                  device: str | torch.device | None = None):
         name = type(self).__name__
         self.action_table = check_action_table(name, action_table)
-        if num_samples < 1 or iters < 1 or lr <= 0 or not 0 <= min_lr_ratio <= 1 or decode_samples < 1:
-            raise ValueError(f"{name}: need num_samples >= 1, iters >= 1, lr > 0, min_lr_ratio in [0, 1], "
-                             f"decode_samples >= 1; got {num_samples}, {iters}, {lr}, {min_lr_ratio}, {decode_samples}")
-        self.decode_samples = int(decode_samples)
-        self.num_samples, self.iters, self.lr, self.min_lr_ratio = int(num_samples), int(iters), float(lr), min_lr_ratio
+        if num_samples < 1 or iters < 1 or lr <= 0 or decode_samples < 1 or not 0 < armijo < 1:
+            raise ValueError(f"{name}: need num_samples >= 1, iters >= 1, lr > 0, decode_samples >= 1, armijo in "
+                             f"(0, 1); got {num_samples}, {iters}, {lr}, {decode_samples}, {armijo}")
+        self.decode_samples, self.armijo = int(decode_samples), float(armijo)
+        self.num_samples, self.iters, self.lr = int(num_samples), int(iters), float(lr)
         self.seed, self.device = int(seed), device
         self._generator: torch.Generator | None = None
         self.last_info: dict = {}
@@ -218,10 +252,6 @@ class PGDSolver:
             self._generator = torch.Generator(device=device).manual_seed(self.seed)
         return self._generator
 
-    def learning_rate(self, i: int) -> float:
-        cosine = 0.5 * (1 + math.cos(math.pi * i / max(self.iters - 1, 1)))
-        return self.lr * (self.min_lr_ratio + (1 - self.min_lr_ratio) * cosine)
-
     def __call__(self, cost_fn, init, low, high) -> torch.Tensor:
         name = type(self).__name__
         init, low, high = check_problem(name, init, low, high, self.device)
@@ -229,34 +259,71 @@ class PGDSolver:
         k = table_slots(name, table, init, low, high)
         gen = self.generator(init.device)
         (b, h, d), s, n = init.shape, self.num_samples, table.shape[0]
-        # random points of the simplex (uniform = Dirichlet(1): normalized exponentials), sample 0 = warm start
-        u = torch.rand((b, s, h, k, n), generator=gen, device=init.device, dtype=init.dtype)
-        expo = -torch.log(u.clamp_min(1e-20))
-        probs = expo / expo.sum(-1, keepdim=True)
-        warm = torch.nn.functional.one_hot(nearest_rows(table, init.view(b, h, k, -1)), n).to(init.dtype)
-        probs[:, 0] = 0.5 * warm + 0.5 / n
-        probs.requires_grad_(True)
-        opt = torch.optim.Adam([probs], lr=self.lr)
-        relaxed_best = torch.full((b,), torch.inf, device=init.device, dtype=init.dtype)
-        with torch.enable_grad():
-            for i in range(self.iters):
-                costs = evaluate_costs(name, cost_fn, (probs @ table).reshape(b, s, h, d))
-                relaxed_best = torch.minimum(relaxed_best, costs.detach().min(1).values)
-                for group in opt.param_groups:
-                    group["lr"] = self.learning_rate(i)
-                grad, = torch.autograd.grad(costs.sum(), probs)
-                if not torch.isfinite(grad).all():
-                    raise ValueError(f"{name}: the gradient of the cost w.r.t. the action probabilities is not finite")
-                probs.grad = grad
-                opt.step()
-                with torch.no_grad():
-                    probs.copy_(project_simplex(probs))
+        # every relaxation starts at a vertex: sample 0 at the warm start (the table rows nearest to init), the
+        # others at uniformly random action sequences. The cost sees only the expected action probs @ table, so the
+        # part of probs that leaves it unchanged (e.g. mass on two opposite moves) gets no gradient: from a vertex,
+        # mass only ever flows to rows the gradient favours, and the relaxed optimum reached stays easy to decode
+        start = torch.randint(0, n, (b, s, h, k), generator=gen, device=init.device)
+        start[:, 0] = nearest_rows(table, init.view(b, h, k, -1))
+        probs = torch.nn.functional.one_hot(start, n).to(init.dtype)
+
+        def cost_and_grad(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            p = p.detach().requires_grad_(True)
+            with torch.enable_grad():
+                costs = evaluate_costs(name, cost_fn, (p @ table).reshape(b, s, h, d))
+                grad, = torch.autograd.grad(costs.sum(), p)
+            if not torch.isfinite(grad).all():
+                raise ValueError(f"{name}: the gradient of the cost w.r.t. the action probabilities is not finite")
+            return costs.detach(), _centered(grad)
+
+        def clip_step(step: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+            # no trial moves a probability by more than 10 (any vertex is reached by far less): bounds the values
+            # the projection sorts, so it keeps its float precision
+            return torch.minimum(step, 10.0 / grad.flatten(2).abs().amax(-1).clamp_min(1e-30))
+
+        def expand(v: torch.Tensor) -> torch.Tensor:  # (B, S) -> broadcastable against (B, S, H, K, n)
+            return v[:, :, None, None, None]
+
+        cost, grad = cost_and_grad(probs)
+        evals, accepted = 1, torch.zeros((b, s), dtype=torch.long, device=init.device)
+        # done: the last accepted trial did not move (a fixed point of the projected step), or a trial failed
+        # while the decrease it promised was below the float resolution of the cost (no smaller step can show a
+        # decrease either); a done relaxation is no longer moved, and the loop ends once all are done
+        resolution = 16 * torch.finfo(init.dtype).eps
+        done = torch.zeros((b, s), dtype=torch.bool, device=init.device)
+        # first step: the largest probability change of the unit projected step, scaled to lr
+        unit = (project_simplex(probs - grad) - probs).flatten(2).abs().amax(-1)
+        step = clip_step(self.lr / unit.clamp_min(1e-30), grad)
+        while evals < self.iters:
+            trial = torch.where(expand(done), probs, project_simplex(probs - expand(step) * grad))
+            if torch.equal(trial, probs):  # every relaxation is a fixed point: no step can lower its cost
+                break
+            trial_cost, trial_grad = cost_and_grad(trial)
+            evals += 1
+            move = trial - probs
+            slope = _per_sample(grad * move)  # <= 0: the projected step is a descent direction
+            ok = trial_cost <= cost + self.armijo * slope
+            # accepted: next step = Barzilai-Borwein s.s / s.y (the largest allowed where the curvature is <= 0)
+            sy, ss = _per_sample(move * (trial_grad - grad)), _per_sample(move * move)
+            spectral = clip_step(torch.where(sy > 0, ss / sy.clamp_min(1e-30), torch.inf), trial_grad)
+            # rejected: minimizer of the quadratic through cost, slope and trial_cost, kept within [0.1, 0.5] x
+            curvature = trial_cost - cost - slope
+            cut = (-slope / (2 * curvature)).nan_to_num(0.5).clamp(0.1, 0.5)
+            step = torch.where(ok, spectral, step * cut)
+            probs = torch.where(expand(ok), trial, probs)
+            cost = torch.where(ok, trial_cost, cost)
+            grad = torch.where(expand(ok), trial_grad, grad)
+            accepted += ok & ~done
+            done |= torch.where(ok, ss == 0, -slope <= resolution * cost.abs())
+        relaxed_best = cost.min(1).values
         with torch.no_grad():
             m = self.decode_samples
             u = torch.rand((b, s, m, h, k, n), generator=gen, device=init.device, dtype=init.dtype)
             gumbel = -torch.log(-torch.log(u.clamp(1e-20, 1.0 - 1e-7)))
-            idx = (probs.detach().clamp_min(1e-30).log()[:, :, None] + gumbel).argmax(-1)  # (B, S, M, H, K)
+            idx = (probs.clamp_min(1e-30).log()[:, :, None] + gumbel).argmax(-1)  # (B, S, M, H, K)
             idx[:, :, 0] = probs.argmax(-1)
+            if m > 1:  # the table row nearest to the expected action the model saw
+                idx[:, :, 1] = nearest_rows(table, (probs @ table))
             idx = idx.reshape(b, s * m, h, k)
             costs = evaluate_costs(name, cost_fn, table[idx].reshape(b, s * m, h, d))
             best_cost, pick = costs.min(1)
@@ -264,8 +331,8 @@ class PGDSolver:
             best_idx = idx[rows, pick]
             self.last_indices = best_idx
             self.last_info = {"indices": best_idx, "best_cost": best_cost, "relaxed_cost": relaxed_best,
-                              "probs": probs.detach()[rows, pick // m], "iterations": self.iters,
-                              "model_evals": self.iters * b * s + b * s * m}
+                              "probs": probs[rows, pick // m], "iterations": evals, "accepted": accepted,
+                              "model_evals": evals * b * s + b * s * m}
         return table[best_idx].reshape(b, h, d)
 
 
@@ -323,14 +390,13 @@ def grid_action_table(space: gym.spaces.Box, bins: int) -> torch.Tensor:
 
 
 def main(args: Args) -> dict:
-    from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
-    from swm_core.checkpoint import check_env, load_checkpoint
-    from swm_core.data import open_dataset
 
     device = pick_device(args.device)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    model, ckpt = load_checkpoint(args.checkpoint, map_location=device)
+    model, ckpt = load_checkpoint(args.checkpoint, map_location=device, model_script=args.model_script,
+                                  search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
+                                  allow_script_change=args.allow_script_change)
     dataset = open_dataset(args.dataset) if args.dataset else None
     env_id = args.env_id or ckpt["extra"].get("env_id") or (dataset.metadata.get("env_id") if dataset else None)
     if env_id is None:

@@ -11,8 +11,9 @@ from swm_core.policy import (
 )
 from swm_core.spaces import RGB, Box, Discrete, VariationSpace
 from swm_core.world import World
+from swm_core.world_model import WorldModel
 
 __all__ = [
     "World", "RandomPolicy", "NoOpPolicy", "MixturePolicy", "FeedForwardPolicy", "MPCPolicy", "expert_policy",
-    "VariationSpace", "Box", "RGB", "Discrete", "save_checkpoint", "load_checkpoint",
+    "VariationSpace", "Box", "RGB", "Discrete", "save_checkpoint", "load_checkpoint", "WorldModel",
 ]

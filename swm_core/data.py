@@ -1,4 +1,4 @@
-"""Trajectory data layer on Lance: write episodes, read rows, serve training windows.
+"""Trajectory data on Lance: the layout, and the reader (datasets, rows, training windows, loaders).
 
 Layout: one row per env step, episodes contiguous. Row t holds observation t and the action executed after it
 (an episode's last row has a NaN action). Columns: ``episode_idx``/``step_idx`` int32; images (any uint8
@@ -11,7 +11,8 @@ format_version.
 Datasets written by the stable-worldmodel package (no ``swm`` metadata, JPEG ``binary`` images, every numeric
 column ``fixed_size_list<float32>``) are read too: binary columns are taken to be JPEG images.
 
-- ``LanceWriter``: buffer episodes, ``commit()`` appends them as one atomic Lance version.
+- ``LanceWriter`` (:mod:`swm_core.lance_writer`, re-exported here): buffer episodes, ``commit()`` appends them as
+  one atomic Lance version.
 - ``open_dataset`` -> ``TrajectoryDataset``: episode index (from ``episode_idx`` only) and ``read_rows``.
 - ``WindowDataset``: a torch Dataset of ``num_steps`` frames ``frameskip`` rows apart, with the ``frameskip``
   actions after each frame concatenated; split by episode. ``batch(indices)`` reads a whole batch: the small
@@ -21,14 +22,11 @@ column ``fixed_size_list<float32>``) are read too: binary columns are taken to b
   "forkserver": Lance is not fork-safe, and a forked worker of a process that used Lance refuses to read.
   ``loader(threads=N)`` builds the batches on N threads of this process instead (the take and the JPEG decoding
   run without the GIL), in the same order; it hides S3 latency without worker processes.
-- ``keep_large_allocations()``: opt-in, process-wide glibc setting that lets large batch buffers be reused
-  instead of faulted in afresh (2.3x faster 224 px raw-frame batches here).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -38,23 +36,27 @@ import lance
 import numpy as np
 import pyarrow as pa
 import torch
-from lance.dataset import Session as LanceSession
 
-try:
-    import simplejpeg
-except ImportError:  # pragma: no cover - exercised only where simplejpeg is missing
-    simplejpeg = None
-    import cv2
+from swm_core.jpeg import decode_jpeg_into
+from swm_core.lance_io import (
+    OBJECT_STORE_BLOCK_SIZE,
+    infer_metadata,
+    lance_session,
+    open_lance,
+    read_block_size,
+    single_array,
+    to_numpy,
+)
+from swm_core.lance_writer import LanceWriter
+from swm_core.s3 import connection_error, resolve_storage_options
 
-METADATA_KEY = b"swm"
-FORMAT_VERSION = 1
+__all__ = [
+    "ACTION_COLUMN", "SPLITS", "ColumnNotFoundError", "TrajectoryDataset", "open_dataset", "split_episodes",
+    "WindowDataset", "ThreadedBatches",
+    "LanceWriter", "OBJECT_STORE_BLOCK_SIZE",  # re-exported: the README imports them from here
+]
+
 ACTION_COLUMN = "action"
-FLOAT64_COLUMNS = ("sim_state",)  # float64 vector columns kept at full precision; other floats become float32
-INDEX_COLUMNS = ("episode_idx", "step_idx")  # added by the writer to every row
-ENCODINGS = ("jpeg", "raw")
-# JPEG chroma subsampling: 4:4:4 keeps full colour resolution (our default); 4:2:0 (what most tools and the
-# stable-worldmodel package write) halves it both ways: ~2.5x smaller 224 px frames that also decode faster
-JPEG_SUBSAMPLINGS = ("444", "422", "420")
 SPLITS = ("train", "val", "all")
 
 
@@ -65,80 +67,7 @@ class ColumnNotFoundError(KeyError, ValueError):
         return str(self.args[0])
 
 
-def column_name(key: str) -> str:
-    """Column name for an episode key: ``variation.agent.color`` -> ``variation__agent__color``."""
-    return key.replace(".", "__")
-
-
-# ---------------------------------------------------------------------------------------------------- JPEG
-
-
-def check_jpeg_subsampling(value) -> str:
-    """``value`` as one of JPEG_SUBSAMPLINGS ('444', '422', '420'; 420 and 4:2:0 are accepted too), else a
-    ValueError naming it."""
-    text = str(value).replace(":", "")
-    if text not in JPEG_SUBSAMPLINGS:
-        raise ValueError(f"jpeg_subsampling must be one of {JPEG_SUBSAMPLINGS}, got {value!r}")
-    return text
-
-
-def _encode_frames(frames: np.ndarray, quality: int, subsampling: str = "444") -> list[bytes]:
-    """JPEG bytes per frame; a frame equal to the one before it (a goal image held for an episode) reuses its
-    bytes instead of being encoded again."""
-    out: list[bytes] = []
-    for i, frame in enumerate(frames):
-        same = i > 0 and np.array_equal(frame, frames[i - 1])
-        out.append(out[-1] if same else _encode_jpeg(frame, quality, subsampling))
-    return out
-
-
-def _encode_jpeg(image: np.ndarray, quality: int, subsampling: str = "444") -> bytes:
-    channels = image.shape[-1]
-    if simplejpeg is not None:
-        return simplejpeg.encode_jpeg(
-            np.ascontiguousarray(image), quality=quality, colorspace="RGB" if channels == 3 else "GRAY",
-            colorsubsampling=subsampling if channels == 3 else "Gray",
-        )
-    bgr = image[..., ::-1] if channels == 3 else image[..., 0]
-    factor = getattr(cv2, f"IMWRITE_JPEG_SAMPLING_FACTOR_{subsampling}")
-    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(bgr), [cv2.IMWRITE_JPEG_QUALITY, quality,
-                                                               cv2.IMWRITE_JPEG_SAMPLING_FACTOR, factor])
-    if not ok:
-        raise ValueError(f"OpenCV failed to JPEG-encode an image of shape {image.shape}")
-    return buf.tobytes()
-
-
-def _decode_jpeg_into(data, out: np.ndarray) -> None:
-    """Decode one JPEG (bytes-like) into ``out`` (H, W, C) uint8 in place."""
-    channels = out.shape[-1]
-    if simplejpeg is not None:
-        simplejpeg.decode_jpeg(data, colorspace="RGB" if channels == 3 else "GRAY", buffer=out)
-        return
-    flag = cv2.IMREAD_COLOR if channels == 3 else cv2.IMREAD_GRAYSCALE
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), flag)
-    out[...] = (img[..., ::-1] if channels == 3 else img[..., None]).reshape(out.shape)
-
-
-def _jpeg_shape(data) -> tuple[int, int, int]:
-    return _jpeg_header(data)[:3]
-
-
-def _jpeg_header(data) -> tuple[int, int, int, str | None]:
-    """(height, width, channels, chroma subsampling: '444'/'422'/'420'/..., 'Gray', or None where unknown)."""
-    if simplejpeg is not None:
-        height, width, colorspace, subsampling = simplejpeg.decode_jpeg_header(bytes(data))
-        return height, width, 1 if colorspace.lower() == "gray" else 3, subsampling
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    return img.shape[0], img.shape[1], 1 if img.ndim == 2 else img.shape[2], None
-
-
 # ------------------------------------------------------------------------------------------ Arrow <-> numpy
-
-
-def _single(chunked) -> pa.Array:
-    if isinstance(chunked, pa.ChunkedArray):
-        return chunked.chunk(0) if chunked.num_chunks == 1 else chunked.combine_chunks()
-    return chunked
 
 
 def _binary_views(arr: pa.Array):
@@ -167,100 +96,11 @@ def _decode_images(arr: pa.Array, shape: Sequence[int], positions: np.ndarray | 
     positions = np.arange(len(arr)) if positions is None else positions
     out = np.empty((len(positions), *shape), np.uint8)
     for i, p in enumerate(positions.tolist()):
-        _decode_jpeg_into(data[offsets[p] : offsets[p + 1]], out[i])
+        decode_jpeg_into(data[offsets[p] : offsets[p + 1]], out[i])
     return out
 
 
-def _to_numpy(arr: pa.Array, shape: Sequence[int] | None = None) -> np.ndarray:
-    """A non-image column -> numpy (n, *shape); zero-copy for fixed-size numeric columns without nulls."""
-    if pa.types.is_fixed_size_list(arr.type):
-        values = arr.flatten().to_numpy(zero_copy_only=False)
-        row_shape = tuple(shape) if shape is not None else (arr.type.list_size,)
-        return values.reshape(len(arr), *row_shape)
-    if pa.types.is_primitive(arr.type) or pa.types.is_boolean(arr.type):
-        return arr.to_numpy(zero_copy_only=False)
-    return np.array(arr.to_pylist(), dtype=object)
-
-
-# --------------------------------------------------------------------------------------------------- open
-
-
-def _is_not_found(err: Exception) -> bool:
-    return "not found" in str(err).lower() or "no such file" in str(err).lower()
-
-
-_LANCE_PID: int | None = None  # the process that first used Lance through this module
-_SESSION: LanceSession | None = None
-
-
-def keep_large_allocations(threshold_bytes: int = 1 << 30) -> bool:
-    """Let glibc serve and keep allocations up to ``threshold_bytes`` from its heap, for the whole process.
-
-    By default glibc maps every allocation above 32 MiB fresh from the kernel and unmaps it on free, so each
-    large batch (a Lance ``take`` of 224 px raw frames: 38.5 MB for 64 windows x 4 frames) faults in ~9,400 new
-    pages. Raising the mmap (and trim) threshold makes freed buffers reusable: on this project's 2-core machine
-    a 224 px raw-frame batch went from 33.5 to 14.7 ms (Lance take 24.1 -> 8.9 ms). The price: freed memory stays
-    with the process (its peak), as in most training jobs. Call it once, early; ``data_throughput.py`` does.
-    Returns False (and changes nothing) where the C library is not glibc.
-    """
-    import ctypes
-    import ctypes.util
-
-    if int(threshold_bytes) < 0:
-        raise ValueError(f"threshold_bytes must be >= 0, got {threshold_bytes!r}")
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
-    threshold = min(int(threshold_bytes), 2**31 - 1)  # mallopt takes a C int
-    return bool(mallopt(m_mmap_threshold, threshold)) and bool(mallopt(m_trim_threshold, 2**31 - 1))
-
-
-def _session() -> LanceSession:
-    """This process's Lance session; refuses to run in a fork of a process that already used Lance.
-
-    Lance is not fork-safe: its tokio runtime does not survive fork(), and a forked child (e.g. a DataLoader
-    worker started with the default "fork" method) that reads with Lance crashes or hangs now and then. Start
-    workers with "forkserver" or "spawn" instead (``WindowDataset.loader`` does).
-    """
-    global _LANCE_PID, _SESSION
-    pid = os.getpid()
-    if _LANCE_PID is None:
-        _LANCE_PID, _SESSION = pid, LanceSession()
-    elif _LANCE_PID != pid:
-        raise RuntimeError(
-            f"process {pid} was forked from process {_LANCE_PID}, which had already used Lance; Lance is not "
-            "fork-safe (its runtime does not survive fork and reads crash or hang at random). Create the "
-            "DataLoader with multiprocessing_context='forkserver' (or 'spawn'), e.g. WindowDataset.loader(...)"
-        )
-    return _SESSION
-
-
-def resolve_storage_options(path, storage_options=None) -> dict | None:
-    """``storage_options`` as given, or for an ``s3://`` path without them the ones built from the AWS environment
-    variables (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...; see :func:`swm_core.formats.s3_storage_options`)."""
-    if storage_options:
-        return dict(storage_options)
-    if str(path).startswith("s3://"):
-        from swm_core.formats import s3_storage_options
-
-        return s3_storage_options()
-    return None
-
-
-def _connection_error(path, storage_options, err: Exception) -> ConnectionError | None:
-    text = str(err).lower()
-    if str(path).startswith("s3://") and (
-        "error sending request" in text
-        or "connection refused" in text
-        or "dns error" in text
-        or "tcp connect" in text
-    ):
-        endpoint = (storage_options or {}).get("endpoint") or os.environ.get("AWS_ENDPOINT_URL") or "AWS S3"
-        return ConnectionError(f"cannot reach the S3 endpoint {endpoint} for {path}: {err}")
-    return None
+# ------------------------------------------------------------------------------------------------- reader
 
 
 @contextlib.contextmanager
@@ -272,108 +112,19 @@ def _reading(path, storage_options=None, what: str = "data"):
     except ConnectionError:
         raise
     except (OSError, ValueError) as err:  # lance and pyarrow (ArrowInvalid is a ValueError), simplejpeg
-        conn = _connection_error(path, storage_options, err)
+        conn = connection_error(path, storage_options, err)
         if conn is not None:
             raise conn from None
         raise ValueError(f"cannot read {what} of the Lance dataset {os.fspath(path)!r} (truncated or corrupted "
                          f"files?): {type(err).__name__}: {err}") from err
 
 
-# Smallest ranged read from an object store (s3://...). At Lance's default there (64 KiB) every window of a random
-# batch costs GETs of its own; 1 MiB blocks serve several windows per GET, and fetching the extra bytes from a
-# server costs less than the requests saved. S3 / local speed of random 64-window JPEG batches from a localbucket
-# server (README, "Data loading"): 0.30x -> 0.86x at 64 px, 0.62x -> 0.92x at 224 px. Local files keep Lance's own
-# default.
-OBJECT_STORE_BLOCK_SIZE = 1 << 20
-
-
-def read_block_size(path, block_size: int | None = None) -> int | None:
-    """The block size to open ``path`` with: ``block_size`` when given, else OBJECT_STORE_BLOCK_SIZE for an object
-    store URI (``scheme://``, not ``file://``) and None (Lance's default) for a local path."""
-    if block_size is not None:
-        if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
-            raise ValueError(f"block_size must be a positive number of bytes (or None for the default), "
-                             f"got {block_size!r}")
-        return int(block_size)
-    path = os.fspath(path)
-    return OBJECT_STORE_BLOCK_SIZE if "://" in path and not path.startswith("file://") else None
-
-
-def _lance_open(path: str, version=None, storage_options=None,
-                block_size: int | None = None) -> lance.LanceDataset:
-    """lance.dataset with clear errors: FileNotFoundError for a missing path, ValueError for a bad version,
-    ConnectionError naming the endpoint of an unreachable S3 server. ``block_size``: see read_block_size."""
-    try:
-        ds = lance.dataset(path, storage_options=storage_options, session=_session(),
-                           block_size=read_block_size(path, block_size))
-    except (ValueError, OSError) as err:
-        if _is_not_found(err):
-            raise FileNotFoundError(f"no Lance dataset at {path!r}") from None
-        conn = _connection_error(path, storage_options, err)
-        if conn is not None:
-            raise conn from None
-        raise ValueError(f"{path!r} is not a readable Lance dataset (truncated or corrupted?): {err}") from err
-    if version is None:
-        return ds
-    if not isinstance(version, (int, np.integer, str)) or isinstance(version, bool):
-        raise ValueError(f"version must be an int or a tag name, got {version!r}")
-    try:
-        return ds.checkout_version(int(version) if isinstance(version, (int, np.integer)) else version)
-    except (ValueError, OSError, KeyError) as err:
-        versions = [v["version"] for v in ds.versions()]
-        tags = sorted(ds.tags.list())
-        raise ValueError(
-            f"dataset {path!r} has no version {version!r} (versions {versions}, tags {tags}): {err}"
-        ) from None
-
-
-def _try_open(path: str, storage_options=None) -> lance.LanceDataset | None:
-    try:
-        return _lance_open(path, storage_options=storage_options)
-    except FileNotFoundError:
-        return None
-
-
-def _infer_metadata(ds: lance.LanceDataset) -> dict:
-    """The ``swm`` metadata of a dataset, or one inferred from its schema (stable-worldmodel layout)."""
-    raw = (ds.schema.metadata or {}).get(METADATA_KEY)
-    if raw is not None:
-        meta = json.loads(raw)
-        meta["shapes"] = {k: tuple(v) for k, v in meta.get("shapes", {}).items()}
-        meta.setdefault("layout", "swm")
-        return meta
-    binary = [f.name for f in ds.schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
-    first = ds.take([0], columns=binary) if binary and ds.count_rows() > 0 else None
-    image_columns, shapes = [], {}
-    for field in ds.schema:
-        t = field.type
-        if field.name in binary:
-            image_columns.append(field.name)
-            if first is not None:
-                shapes[field.name] = _jpeg_shape(first.column(field.name)[0].as_py())
-        elif pa.types.is_fixed_size_list(t):
-            shapes[field.name] = (t.list_size,)
-        else:
-            shapes[field.name] = ()
-    return {
-        "layout": "stable-worldmodel",
-        "env_id": None,
-        "image_size": shapes[image_columns[0]][0] if image_columns and image_columns[0] in shapes else None,
-        "encoding": "jpeg",
-        "control_hz": None,
-        "fov_keys": [],
-        "image_columns": image_columns,
-        "shapes": shapes,
-        "format_version": None,
-    }
-
-
 def _episode_index(ds: lance.LanceDataset) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(episode_ids, offsets, lengths) from a scan of the ``episode_idx`` column only."""
     if "episode_idx" not in ds.schema.names:
         raise ValueError(f"dataset {ds.uri!r} has no 'episode_idx' column (columns: {ds.schema.names})")
-    col = _single(ds.to_table(columns=["episode_idx"]).column(0))
-    ep = _to_numpy(col).reshape(len(col), -1)[:, 0].astype(np.int64)
+    col = single_array(ds.to_table(columns=["episode_idx"]).column(0))
+    ep = to_numpy(col).reshape(len(col), -1)[:, 0].astype(np.int64)
     if len(ep) == 0:
         empty = np.zeros(0, np.int64)
         return empty, empty, empty
@@ -390,340 +141,6 @@ def _episode_index(ds: lance.LanceDataset) -> tuple[np.ndarray, np.ndarray, np.n
 # ------------------------------------------------------------------------------------------------- writer
 
 
-class LanceWriter:
-    """Buffers episodes and appends them to a Lance dataset, one atomic version per ``commit()``.
-
-    ``add_episode({"pixels": (T,H,W,3) uint8, "action": (T,A), "variation.agent.color": (T,3), ...})``
-    returns the new episode's id. ``with LanceWriter(...) as w:`` commits on a clean exit and commits nothing
-    of the buffered episodes when the block raises. On an existing dataset, episode ids continue from its
-    largest one and every episode must match its schema. An image column may also be given as a 1-D object
-    array of JPEG bytes (encoding='jpeg'): stored unchanged. Frames are encoded at ``jpeg_quality`` with
-    ``jpeg_subsampling`` chroma ('444' default, '422', '420': smaller and faster to decode). ``keep_float64``
-    keeps every float column at its own width, float64 and float16 too (conversions; default: float32, float64 only
-    for ``FLOAT64_COLUMNS``). Past ``max_buffer_bytes`` buffered, episodes are written as
-    data files that no version references until ``commit()`` adds them all in one atomic commit.
-    """
-
-    def __init__(
-        self,
-        path,
-        *,
-        env_id: str | None = None,
-        image_size: int | None = None,
-        encoding: str = "jpeg",
-        jpeg_quality: int = 95,
-        jpeg_subsampling: str = "444",
-        control_hz: float | None = None,
-        fov_keys: Iterable[str] = (),
-        storage_options: Mapping[str, str] | None = None,
-        keep_float64: bool = False,
-        max_buffer_bytes: int = 512 << 20,
-    ):
-        if encoding not in ENCODINGS:
-            raise ValueError(f"encoding must be one of {ENCODINGS}, got {encoding!r}")
-        if not 1 <= int(jpeg_quality) <= 100:
-            raise ValueError(f"jpeg_quality must be in [1, 100], got {jpeg_quality!r}")
-        if isinstance(fov_keys, str):
-            raise ValueError(f"fov_keys must be a list of dot keys, got the string {fov_keys!r}")
-        self.path = os.fspath(path)
-        self.storage_options = resolve_storage_options(self.path, storage_options)
-        self.encoding = encoding
-        self.jpeg_quality = int(jpeg_quality)
-        self.jpeg_subsampling = check_jpeg_subsampling(jpeg_subsampling)
-        self._given_subsampling: set[str] = set()  # read from the headers of JPEG frames given as bytes
-        self._encoded_colour = False  # whether any colour frame was encoded here (with jpeg_subsampling)
-        self.env_id = env_id
-        self.image_size = image_size
-        self.control_hz = control_hz
-        self.fov_keys = [str(k) for k in fov_keys]
-        self.keep_float64 = bool(keep_float64)
-        self.max_buffer_bytes = int(max_buffer_bytes)
-        self._batches: list[pa.RecordBatch] = []
-        self._staged: list = []  # fragments written but not committed (a commit references them all at once)
-        self._schema: pa.Schema | None = None  # fixed by the existing dataset or the first episode
-        self._shapes: dict[str, tuple] = {}
-        self.version: int | None = None
-        self._next_episode = 0
-
-        existing = _try_open(self.path, self.storage_options)
-        self._exists = existing is not None
-        if existing is not None:
-            self.version = existing.version
-            meta = _infer_metadata(existing)
-            if meta.get("env_id") and env_id and meta["env_id"] != env_id:
-                raise ValueError(f"{self.path!r} holds env_id {meta['env_id']!r}, not {env_id!r}")
-            if meta.get("image_columns") and meta.get("encoding") != encoding:
-                raise ValueError(
-                    f"{self.path!r} stores images with encoding {meta.get('encoding')!r}; "
-                    f"this writer was asked for {encoding!r}"
-                )
-            self.env_id = self.env_id or meta.get("env_id")
-            self._schema = existing.schema
-            self._shapes = dict(meta.get("shapes", {}))
-            if existing.count_rows() > 0:
-                col = _single(existing.to_table(columns=["episode_idx"]).column(0))
-                self._next_episode = int(_to_numpy(col).max()) + 1
-        self._committed_next = self._next_episode  # where discard() rewinds the ids to
-
-    # -- conversion -------------------------------------------------------------------------------------
-
-    def _column(self, name: str, x: np.ndarray) -> tuple[pa.Array, tuple, bool]:
-        """(arrow array, per-row shape, is_image) for one episode column of leading length T."""
-        if x.dtype == object and x.ndim == 1:  # frames already JPEG-encoded (bytes): stored as they are
-            if self.encoding != "jpeg":
-                raise ValueError(
-                    f"column {name!r}: JPEG-encoded frames need encoding='jpeg', not {self.encoding!r}"
-                )
-            try:
-                headers = [_jpeg_header(b) for b in x]
-            except Exception as err:
-                raise ValueError(f"column {name!r}: object values that are not JPEG images: {err}") from None
-            shapes = {h[:3] for h in headers}
-            if len(shapes) != 1:
-                raise ValueError(f"column {name!r}: JPEG frames of different shapes {sorted(shapes)}")
-            self._given_subsampling.update(h[3] for h in headers if h[3] not in (None, "Gray"))
-            return pa.array([bytes(b) for b in x], type=pa.binary()), shapes.pop(), True
-        if x.dtype == np.uint8 and x.ndim == 4:
-            if self.encoding == "jpeg":
-                if x.shape[-1] not in (1, 3):
-                    raise ValueError(
-                        f"column {name!r}: JPEG needs 1 or 3 channels, got shape {x.shape[1:]}; "
-                        "use encoding='raw'"
-                    )
-                arr = pa.array(_encode_frames(x, self.jpeg_quality, self.jpeg_subsampling), type=pa.binary())
-                self._encoded_colour |= x.shape[-1] == 3
-            else:
-                size = int(np.prod(x.shape[1:]))
-                buf = pa.py_buffer(np.ascontiguousarray(x).reshape(-1))
-                arr = pa.FixedSizeBinaryArray.from_buffers(pa.binary(size), len(x), [None, buf])
-            return arr, tuple(x.shape[1:]), True
-        kind = x.dtype.kind
-        if kind == "f" and not (self.keep_float64 and x.dtype in (np.float16, np.float64)):
-            keep64 = x.dtype == np.float64 and name in FLOAT64_COLUMNS
-            x = x.astype(np.float64 if keep64 else np.float32, copy=False)
-        elif kind not in "biuf":
-            raise ValueError(
-                f"column {name!r}: unsupported dtype {x.dtype} (allowed: bool, int, uint, float)"
-            )
-        row_shape = tuple(x.shape[1:])
-        if x.ndim == 1:
-            return pa.array(x), row_shape, False
-        dim = int(np.prod(row_shape))
-        if dim == 0:
-            raise ValueError(f"column {name!r}: empty per-row shape {row_shape}")
-        values = pa.array(np.ascontiguousarray(x).reshape(-1))
-        return pa.FixedSizeListArray.from_arrays(values, dim), row_shape, False
-
-    def _stored_subsampling(self) -> str:
-        """What the colour JPEG frames of the first episode (which fixes the metadata) hold: jpeg_subsampling for
-        frames encoded here, the headers' value for frames given as bytes (a stable-worldmodel file's 4:2:0, say),
-        'mixed' when they differ."""
-        kinds = self._given_subsampling | ({self.jpeg_subsampling} if self._encoded_colour else set())
-        if len(kinds) > 1:
-            return "mixed"
-        return kinds.pop() if kinds else self.jpeg_subsampling
-
-    def _metadata(self, image_columns: list[str]) -> dict:
-        image_size = self.image_size
-        if image_size is None and image_columns:
-            first = "pixels" if "pixels" in image_columns else image_columns[0]
-            h, w = self._shapes[first][:2]
-            image_size = h if h == w else [h, w]
-        return {
-            "env_id": self.env_id,
-            "image_size": image_size,
-            "encoding": self.encoding,
-            "jpeg_quality": self.jpeg_quality,
-            "jpeg_subsampling": self._stored_subsampling(),
-            "control_hz": self.control_hz,
-            "fov_keys": self.fov_keys,
-            "image_columns": image_columns,
-            "shapes": {k: list(v) for k, v in self._shapes.items()},
-            "format_version": FORMAT_VERSION,
-        }
-
-    # -- API --------------------------------------------------------------------------------------------
-
-    def add_episode(self, episode: Mapping[str, np.ndarray], episode_id: int | None = None) -> int:
-        """Buffer one episode (arrays sharing a leading T); returns its episode_idx: ``episode_id`` when given (a
-        conversion keeping its source's ids; it must be above every id written so far, so ids stay unique and
-        increasing), else one more than the last."""
-        if not isinstance(episode, Mapping) or not episode:
-            raise ValueError("episode must be a non-empty dict of arrays with a shared leading length T")
-        arrays = {str(k): np.asarray(v) for k, v in episode.items()}
-        if "episode_idx" in arrays:
-            raise ValueError("episode_idx is assigned by the writer; remove it from the episode")
-        lengths = {k: (v.shape[0] if v.ndim else None) for k, v in arrays.items()}
-        T = next(iter(lengths.values()))
-        if T is None or T == 0 or any(n != T for n in lengths.values()):
-            raise ValueError(f"all episode arrays need the same leading length T >= 1, got {lengths}")
-        for key in self.fov_keys:
-            if f"variation.{key}" not in arrays:
-                raise ValueError(f"fov key {key!r} has no column 'variation.{key}' in the episode")
-
-        step = arrays.pop("step_idx", None)
-        if step is not None and step.dtype.kind not in "iu":
-            raise ValueError(f"step_idx must hold integers, got dtype {step.dtype}")
-        ep_id = self._next_episode if episode_id is None else int(episode_id)
-        if ep_id < self._next_episode:
-            raise ValueError(f"episode_id {episode_id!r} must be >= {self._next_episode}: ids up to "
-                             f"{self._next_episode - 1} are taken (ids stay unique and increasing)")
-        cols: dict[str, pa.Array] = {
-            "episode_idx": pa.array(np.full(T, ep_id, np.int32)),
-            "step_idx": pa.array((np.arange(T) if step is None else step.reshape(T)).astype(np.int32)),
-        }
-        shapes = {"episode_idx": (), "step_idx": ()}
-        image_columns = []
-        for key, x in arrays.items():
-            name = column_name(key)
-            if name in cols:
-                raise ValueError(f"two episode keys map to the column {name!r}")
-            cols[name], shapes[name], is_image = self._column(name, x)
-            if is_image:
-                image_columns.append(name)
-
-        fields = [pa.field(n, a.type) for n, a in cols.items()]
-        if self._schema is None:
-            self._shapes = shapes
-            meta = self._metadata(image_columns)
-            self._schema = pa.schema(fields, metadata={METADATA_KEY: json.dumps(meta).encode()})
-        else:
-            self._check_schema(pa.schema(fields), shapes)
-        batch = pa.RecordBatch.from_arrays([cols[n] for n in self._schema.names], schema=self._schema)
-        self._batches.append(batch)
-        self._next_episode = ep_id + 1
-        if sum(b.nbytes for b in self._batches) > self.max_buffer_bytes:
-            self._stage()
-        return ep_id
-
-    def _stage(self) -> None:
-        """Write the buffered episodes as data files that no version references yet (bounded memory)."""
-        if self._batches:
-            table = pa.Table.from_batches(self._batches, schema=self._schema)
-            self._staged += lance.fragment.write_fragments(
-                table,
-                self.path,
-                schema=self._schema,
-                storage_options=self.storage_options,
-                session=_session(),
-            )
-            self._staged_episodes = getattr(self, "_staged_episodes", 0) + len(self._batches)
-            self._batches = []
-
-    def _check_schema(self, schema: pa.Schema, shapes: dict[str, tuple]) -> None:
-        have, want = set(schema.names), set(self._schema.names)
-        if want - have:
-            raise ValueError(
-                f"schema mismatch with {self.path!r}: episode lacks column(s) {sorted(want - have)} "
-                f"(dataset columns: {self._schema.names})"
-            )
-        if have - want:
-            raise ValueError(
-                f"schema mismatch with {self.path!r}: episode has extra column(s) {sorted(have - want)} "
-                f"(dataset columns: {self._schema.names})"
-            )
-        for field in self._schema:
-            new = schema.field(field.name).type
-            if new != field.type:
-                raise ValueError(
-                    f"schema mismatch with {self.path!r}: column {field.name!r} is {new} in this episode "
-                    f"but {field.type} in the dataset"
-                )
-            old_shape = self._shapes.get(field.name)
-            if old_shape is not None and tuple(old_shape) != tuple(shapes[field.name]):
-                raise ValueError(
-                    f"schema mismatch with {self.path!r}: column {field.name!r} has per-row shape "
-                    f"{tuple(shapes[field.name])} in this episode but {tuple(old_shape)} in the dataset"
-                )
-
-    @property
-    def next_episode_id(self) -> int:
-        """The smallest episode id ``add_episode`` still accepts (the id it gives when none is passed)."""
-        return self._next_episode
-
-    @property
-    def num_buffered(self) -> int:
-        """Episodes added since the last commit."""
-        return len(self._batches) + getattr(self, "_staged_episodes", 0)
-
-    def commit(self) -> int | None:
-        """Append every buffered episode as one Lance version; returns the dataset version (None if empty)."""
-        if self._staged:  # part of the episodes are already written as data files: commit them all at once
-            self._stage()
-            op = (
-                lance.LanceOperation.Append(self._staged)
-                if self._exists
-                else lance.LanceOperation.Overwrite(self._schema, self._staged)
-            )
-            ds = lance.LanceDataset.commit(
-                self.path,
-                op,
-                read_version=self.version if self._exists else None,
-                storage_options=self.storage_options,
-            )
-            self._exists, self._staged, self._staged_episodes = True, [], 0
-            self.version, self._committed_next = ds.version, self._next_episode
-            return self.version
-        if not self._batches:
-            return self.version
-        table = pa.Table.from_batches(self._batches, schema=self._schema)
-        ds = lance.write_dataset(
-            table,
-            self.path,
-            schema=self._schema,
-            mode="append" if self._exists else "create",
-            storage_options=self.storage_options,
-            session=_session(),
-        )
-        self._exists = True
-        self._batches = []
-        self.version, self._committed_next = ds.version, self._next_episode
-        return self.version
-
-    def discard(self) -> None:
-        """Drop the buffered (uncommitted) episodes (staged data files stay unreferenced: no version sees them)."""
-        self._next_episode = self._committed_next
-        self._batches, self._staged, self._staged_episodes = [], [], 0
-
-    def __enter__(self) -> LanceWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.discard()
-        return False
-
-
-def check_tag(tag, path=None, storage_options=None) -> str:
-    """Raise ValueError unless ``tag`` is a valid Lance tag name (ASCII letters, digits, '.', '-', '_'; not empty,
-    no leading or trailing '.', no '..', no '.lock' ending) that the dataset at ``path`` (if it exists) does not
-    hold yet. Called before a write that ends in a tag, so a bad tag fails before anything is committed."""
-    allowed = "ASCII letters, digits, '.', '-' and '_', not starting or ending with '.', no '..', no '.lock' ending"
-    if not isinstance(tag, str) or not tag or not all(c.isascii() and (c.isalnum() or c in "._-") for c in tag) \
-            or tag[0] == "." or tag[-1] == "." or ".." in tag or tag.endswith(".lock"):
-        raise ValueError(f"tag {tag!r} is not a valid tag name; allowed: {allowed}")
-    if path is not None:
-        ds = _try_open(os.fspath(path), storage_options)
-        if ds is not None and tag in ds.tags.list():
-            raise ValueError(f"dataset {os.fspath(path)!r} already has a tag {tag!r} (on version "
-                             f"{ds.tags.list()[tag]['version']}); pick another name")
-    return tag
-
-
-def tag_version(path, tag: str, version: int | None = None, storage_options=None) -> int:
-    """Tag a dataset version (default: the latest) so ``open_dataset(path, version=tag)`` finds it."""
-    check_tag(tag, path, storage_options)
-    ds = _lance_open(os.fspath(path), storage_options=storage_options)
-    version = ds.version if version is None else int(version)
-    ds.tags.create(tag, version)
-    return version
-
-
-# ------------------------------------------------------------------------------------------------- reader
-
-
 class TrajectoryDataset:
     """A Lance trajectory dataset opened at one version, with its episode index."""
 
@@ -735,7 +152,7 @@ class TrajectoryDataset:
         self.schema: pa.Schema = ds.schema
         self.columns: list[str] = list(ds.schema.names)
         with _reading(path, storage_options, "the metadata and episode index"):
-            self.metadata: dict = _infer_metadata(ds)
+            self.metadata: dict = infer_metadata(ds)
             self.episode_ids, self.episode_offsets, self.episode_lengths = _episode_index(ds)
         self.image_columns: list[str] = list(self.metadata.get("image_columns", []))
         self._episode_pos = {int(e): i for i, e in enumerate(self.episode_ids)}
@@ -776,10 +193,10 @@ class TrajectoryDataset:
 
     def decode(self, column: str, arr, positions: np.ndarray | None = None) -> np.ndarray:
         """Arrow values of ``column`` -> numpy (images decoded to uint8 (n, H, W, C))."""
-        arr = _single(arr)
+        arr = single_array(arr)
         if column in self.image_columns:
             return _decode_images(arr, self.shape_of(column), positions)
-        out = _to_numpy(arr, self.shape_of(column) or None)
+        out = to_numpy(arr, self.shape_of(column) or None)
         return out if positions is None else out[positions]
 
     def read_rows(self, rows, columns: Iterable[str] | None = None) -> dict[str, np.ndarray]:
@@ -788,7 +205,7 @@ class TrajectoryDataset:
         Arrays may be read-only views of Arrow memory when rows are sorted and unique.
         """
         columns = self.check_columns(columns)
-        _session()  # refuses to read in a fork of the process that opened this dataset
+        lance_session()  # refuses to read in a fork of the process that opened this dataset
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= self.num_rows):
             bad = rows[(rows < 0) | (rows >= self.num_rows)][0]
@@ -823,7 +240,7 @@ def open_dataset(path, storage_options: Mapping[str, str] | None = None, version
     ``block_size``: smallest read in bytes (default: 1 MiB on an object store, Lance's default locally)."""
     path = os.fspath(path)
     storage_options = resolve_storage_options(path, storage_options)
-    return TrajectoryDataset(_lance_open(path, version, storage_options, block_size), path, storage_options)
+    return TrajectoryDataset(open_lance(path, version, storage_options, block_size), path, storage_options)
 
 
 # --------------------------------------------------------------------------------------------- windows
@@ -1002,7 +419,7 @@ class WindowDataset(torch.utils.data.Dataset):
     def _dataset(self) -> lance.LanceDataset:
         if self._ds is None or self._pid != os.getpid():
             self._ds = lance.dataset(self.path, version=self.version, storage_options=self.storage_options,
-                                     session=_session(), block_size=self.block_size)
+                                     session=lance_session(), block_size=self.block_size)
             self._pid = os.getpid()
         return self._ds
 
@@ -1014,7 +431,7 @@ class WindowDataset(torch.utils.data.Dataset):
                 with _reading(self.path, self.storage_options, f"columns {self.memory_columns}"):
                     table = self._dataset().to_table(columns=self.memory_columns)
                 for c in self.memory_columns:
-                    memory[c] = _to_numpy(_single(table.column(c)), self.shapes[c] or None)
+                    memory[c] = to_numpy(single_array(table.column(c)), self.shapes[c] or None)
             self._memory = memory
         return self._memory
 
@@ -1063,23 +480,22 @@ class WindowDataset(torch.utils.data.Dataset):
         if ACTION_COLUMN in stored and self.frameskip == 1:
             frame_cols.append(ACTION_COLUMN)  # action rows == frame rows
         if frame_cols:
-            _session()  # refuses to read in a fork of the process that opened the dataset
+            lance_session()  # refuses to read in a fork of the process that opened the dataset
             frame_set, first, inverse = np.unique(frame_rows, return_index=True, return_inverse=True)
             with _reading(self.path, self.storage_options, f"rows of columns {frame_cols}"):
                 table = self._dataset().take(frame_set, columns=frame_cols)
             for c in frame_cols:
-                arr = _single(table.column(c))
+                arr = single_array(table.column(c))
                 if c in self.image_columns:
                     # numpy, not torch.empty: above 32 MiB (glibc's largest mmap threshold) every allocation gets
                     # fresh pages from the kernel, and numpy asks for transparent huge pages (madvise) where torch
-                    # does not. Touching a 38.5 MB buffer took 16 ms from torch.empty and 2 ms from np.empty; a
-                    # 224 px 4:2:0 JPEG batch (64 windows x 4 frames) went from 41 to 22 ms (take 3 + decode 18).
+                    # does not, so large batch buffers are much cheaper to touch. notes: docs/notes/data.md
                     frames = torch.from_numpy(np.empty((B * T, *self.shapes[c]), np.uint8))
                     with _reading(self.path, self.storage_options, f"frames of column {c!r}"):
                         _gather_images(arr, self.shapes[c], first, inverse, frames.numpy())
                     out[c] = frames.view(B, T, *self.shapes[c])
                 else:
-                    values = _to_numpy(arr, self.shapes[c] or None)[inverse]
+                    values = to_numpy(arr, self.shapes[c] or None)[inverse]
                     if c == ACTION_COLUMN:
                         values = values.astype(np.float32, copy=False)
                     out[c] = torch.from_numpy(values.reshape(B, T, *values.shape[1:]))
@@ -1087,8 +503,8 @@ class WindowDataset(torch.utils.data.Dataset):
             rows = starts[:, None] + np.arange(span)
             action_set = np.unique(rows)
             with _reading(self.path, self.storage_options, f"rows of column {ACTION_COLUMN!r}"):
-                arr = _single(self._dataset().take(action_set, columns=[ACTION_COLUMN]).column(0))
-            values = _to_numpy(arr, self.shapes[ACTION_COLUMN] or None)
+                arr = single_array(self._dataset().take(action_set, columns=[ACTION_COLUMN]).column(0))
+            values = to_numpy(arr, self.shapes[ACTION_COLUMN] or None)
             acts = values[np.searchsorted(action_set, rows)].astype(np.float32, copy=False)
             out[ACTION_COLUMN] = torch.from_numpy(acts.reshape(B, T, -1))
         return {c: out[c] for c in self.columns}
@@ -1126,7 +542,6 @@ class ThreadedBatches:
                     f.cancel()
 
 
-
 def _fixed_row_bytes(t: pa.DataType) -> int | None:
     """Bytes per row of a fixed-width numeric/bool column (a fixed-size list of one too), else None."""
     if pa.types.is_fixed_size_list(t):
@@ -1150,7 +565,7 @@ def _gather_images(
         return
     offsets, data = _binary_views(arr)
     for u, p in enumerate(first.tolist()):
-        _decode_jpeg_into(data[offsets[u] : offsets[u + 1]], out[p])
+        decode_jpeg_into(data[offsets[u] : offsets[u + 1]], out[p])
     if len(first) < len(inverse):  # rows used by more than one window
         source = first[inverse]
         repeat = np.flatnonzero(source != np.arange(len(inverse)))

@@ -251,7 +251,7 @@ class MPCPolicy(BasePolicy):
 def expert_policy(env_id: str, seed: int = 0, **kwargs) -> BasePolicy:
     """The scripted expert of a native env."""
     if "PushT" in env_id:
-        from swm_core.envs.pusht import PushTExpert
+        from swm_core.envs.pusht_expert import PushTExpert
 
         return PushTExpert(seed=seed, **kwargs)
     if "TwoRoom" in env_id:

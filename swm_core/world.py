@@ -377,7 +377,8 @@ class World:
         """Record ``episodes`` episodes to the Lance dataset at ``path`` (appending if it exists). Every
         ``commit_every`` finished episodes are committed as one atomic Lance version, so an interrupted run
         leaves the last commit readable and a rerun adds to it. ``jpeg_subsampling``: see LanceWriter."""
-        from swm_core.data import LanceWriter, check_jpeg_subsampling
+        from swm_core.jpeg import check_jpeg_subsampling
+        from swm_core.lance_writer import LanceWriter
 
         jpeg_subsampling = check_jpeg_subsampling(jpeg_subsampling)  # before any episode runs
         _check_count("episodes", episodes)
@@ -444,27 +445,7 @@ class _VideoRecorder:
     def save(self) -> None:
         if not self.path or not self.frames:
             return
+        from swm_core.video import write_video
+
         frames = [f for e in sorted(self.frames) for f in self.frames[e]]
         write_video(self.path, frames, fps=int(self.world.control_hz or 10))
-
-
-def write_video(path, frames: Sequence[np.ndarray], fps: int = 10) -> Path:
-    """Write uint8 (H, W, 3) frames to an MP4 (H.264 via PyAV), upscaled so small frames stay visible."""
-    import av
-    import cv2
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = frames[0].shape[:2]
-    scale = max(1, 256 // h)
-    H, W = (h * scale + 1) // 2 * 2, (w * scale + 1) // 2 * 2
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
-        for frame in frames:
-            big = cv2.resize(frame, (W, H), interpolation=cv2.INTER_NEAREST)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(big), format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path

@@ -14,15 +14,8 @@ import pytest
 import simplejpeg
 import torch
 
-from swm_core.data import (
-    ColumnNotFoundError,
-    LanceWriter,
-    WindowDataset,
-    keep_large_allocations,
-    open_dataset,
-    split_episodes,
-    tag_version,
-)
+from swm_core.data import ColumnNotFoundError, WindowDataset, open_dataset, split_episodes
+from swm_core.lance_writer import LanceWriter, tag_version
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 16
@@ -426,7 +419,7 @@ def test_process_killed_mid_commit_leaves_previous_version(tmp_path):
         import os, sys
         import lance, numpy as np, pyarrow as pa
         sys.path.insert(0, {str(ROOT)!r})
-        from swm_core.data import LanceWriter
+        from swm_core.lance_writer import LanceWriter
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_data import step_episode
 
@@ -555,12 +548,16 @@ def test_metadata_is_json_in_schema(tmp_path):
     assert os.path.isdir(path)
 
 
-def test_keep_large_allocations_reuses_freed_buffers_instead_of_faulting_new_pages():
+def test_keep_large_allocations_reuses_freed_buffers_instead_of_faulting_new_pages(load_script):
     """Three malloc + fill + free rounds of 64 MiB (what a big batch buffer goes through), in a fresh process:
-    by default glibc maps each one anew (16,384 page faults a round); after the call it reuses the first."""
+    by default glibc maps each one anew (16,384 page faults a round); after the call it reuses the first.
+    (keep_large_allocations lives in benchmarks/data_throughput.py, its only user.)"""
     code = textwrap.dedent('''
-        import ctypes, resource, sys
-        from swm_core.data import keep_large_allocations
+        import ctypes, importlib.util, resource, sys
+        spec = importlib.util.spec_from_file_location("data_throughput", sys.argv[2])
+        bench = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench)
+        keep_large_allocations = bench.keep_large_allocations
         if sys.argv[1] == "keep":
             assert keep_large_allocations()
         libc = ctypes.CDLL("libc.so.6")
@@ -577,9 +574,10 @@ def test_keep_large_allocations_reuses_freed_buffers_instead_of_faulting_new_pag
     ''')
     faults = {}
     for mode in ("default", "keep"):
-        out = subprocess.run([sys.executable, "-c", code, mode], capture_output=True, text=True, timeout=60)
+        out = subprocess.run([sys.executable, "-c", code, mode, str(ROOT / "benchmarks" / "data_throughput.py")],
+                             capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr[-2000:]
         faults[mode] = int(out.stdout.split()[-1])
     assert faults["default"] > 3 * 10_000 and faults["keep"] < 1_000, faults
     with pytest.raises(ValueError, match="threshold_bytes must be >= 0, got -1"):
-        keep_large_allocations(-1)
+        load_script("benchmarks/data_throughput.py").keep_large_allocations(-1)

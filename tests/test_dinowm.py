@@ -4,7 +4,6 @@ No hub is reachable here: every encoder in these tests is a randomly initialised
 never a downloaded one.
 """
 
-import importlib.util
 import math
 import os
 import re
@@ -17,23 +16,17 @@ import pytest
 import torch
 
 from swm_core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from swm_core.data import LanceWriter, open_dataset
+from swm_core.data import open_dataset
+from swm_core.lance_writer import LanceWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "baselines" / "dinowm_train.py"
 
 
-def _load_script(name, path):
-    module_name = f"swm_scripts.{path.parent.name}.{name}"  # the name swm_core.checkpoint imports scripts under
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
-
-
-dinowm = _load_script("dinowm_train", SCRIPT)
+@pytest.fixture(scope="module")
+def dinowm(load_script):
+    """The training script's module, loaded through the shared conftest fixture."""
+    return load_script("baselines/dinowm_train.py")
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +47,7 @@ TINY = dict(
 E, P, PE, AE = 128, 4, 5, 4
 
 
-def tiny_model(seed=0, **overrides):
+def tiny_model(dinowm, seed=0, **overrides):
     torch.manual_seed(seed)
     return dinowm.DINOWM(**{**TINY, **overrides}).eval()
 
@@ -72,7 +65,7 @@ def plan_infos(B=2, seed=0):
 # ------------------------------------------------------------------------------------------- predictor
 
 
-def test_block_causal_mask_by_hand():
+def test_block_causal_mask_by_hand(dinowm):
     expected = torch.tensor([
         [1, 1, 0, 0, 0, 0],
         [1, 1, 0, 0, 0, 0],
@@ -84,8 +77,8 @@ def test_block_causal_mask_by_hand():
     assert torch.equal(dinowm.block_causal_mask(3, 2), expected)
 
 
-def test_predictor_is_block_causal_over_frames():
-    model = tiny_model()
+def test_predictor_is_block_causal_over_frames(dinowm):
+    model = tiny_model(dinowm)
     g = torch.Generator().manual_seed(1)
     z, pe, a = torch.randn(2, 3, P, E, generator=g), torch.randn(2, 3, PE, generator=g), torch.randn(2, 3, 4, generator=g)
     vis, pe_pred = model.predict(z, pe, a)
@@ -108,8 +101,8 @@ def test_predictor_is_block_causal_over_frames():
         model.predict(torch.randn(1, 4, P, E), torch.randn(1, 4, PE), torch.randn(1, 4, 4))
 
 
-def test_proprio_and_action_embeddings_are_tiled_onto_every_patch():
-    model = tiny_model()
+def test_proprio_and_action_embeddings_are_tiled_onto_every_patch(dinowm):
+    model = tiny_model(dinowm)
     model.set_stats({"action": {"mean": torch.tensor([0.5, -1.0]), "std": torch.tensor([2.0, 0.5])}})
     z, pe, a = torch.randn(2, 3, P, E), torch.randn(2, 3, PE), torch.randn(2, 3, 4)
     tokens = model.tokens(z, pe, a)
@@ -121,15 +114,15 @@ def test_proprio_and_action_embeddings_are_tiled_onto_every_patch():
     for p in range(P):
         assert torch.equal(tokens[:, :, p, E : E + PE], pe)
         assert torch.equal(tokens[:, :, p, E + PE :], ae)
-    no_proprio = tiny_model(proprio_dim=0)
+    no_proprio = tiny_model(dinowm, proprio_dim=0)
     assert no_proprio.tokens(z, None, a).shape == (2, 3, P, E + AE) and no_proprio.embed_proprio(None) is None
 
 
 # ----------------------------------------------------------------------------------------- frozen encoder
 
 
-def test_encoder_is_frozen_through_a_training_step():
-    model = tiny_model().train()
+def test_encoder_is_frozen_through_a_training_step(dinowm):
+    model = tiny_model(dinowm).train()
     assert not model.encoder.training and model.predictor.training  # BatchNorm statistics stay fixed
     assert not any(p.requires_grad for p in model.encoder.parameters())
     before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
@@ -150,7 +143,7 @@ def test_encoder_is_frozen_through_a_training_step():
     assert not torch.equal(pred_before, model.predictor.blocks[0].attn.qkv.weight)
 
 
-def test_encoder_tokens_drop_prefix_tokens_and_use_cnn_positions():
+def test_encoder_tokens_drop_prefix_tokens_and_use_cnn_positions(dinowm):
     torch.manual_seed(0)
     vit = dinowm.FrozenEncoder("vit_tiny_patch16_224", 32, patch_size=8)
     x = torch.rand(2, 3, 32, 32)
@@ -165,7 +158,7 @@ def test_encoder_tokens_drop_prefix_tokens_and_use_cnn_positions():
         dinowm.FrozenEncoder("resnet10t", 32, patch_size=8)
 
 
-def test_encoder_weights_file_by_name_and_renamed_in_order(tmp_path):
+def test_encoder_weights_file_by_name_and_renamed_in_order(dinowm, tmp_path):
     torch.manual_seed(3)
     source = dinowm.create_timm_encoder("resnet10t", 32)
     state = source.state_dict()
@@ -188,8 +181,8 @@ def test_encoder_weights_file_by_name_and_renamed_in_order(tmp_path):
 # ------------------------------------------------------------------------------------------------ planning
 
 
-def test_get_cost_shape_memo_differentiable_and_matches_one_step():
-    model = tiny_model()
+def test_get_cost_shape_memo_differentiable_and_matches_one_step(dinowm):
+    model = tiny_model(dinowm)
     model.set_stats({"action": {"mean": np.zeros(2), "std": np.ones(2)},
                      "proprio": {"mean": np.array([1.0, 2.0, 3.0]), "std": np.array([2.0, 2.0, 2.0])}})  # fmt: skip
     infos = plan_infos()
@@ -218,28 +211,28 @@ def test_get_cost_shape_memo_differentiable_and_matches_one_step():
     assert torch.allclose(model.get_cost(infos, cand[:, :1, :2].detach())[:, 0], manual, atol=1e-6)
 
 
-def test_proprio_cost_weight_sum_steps_and_bad_inputs():
+def test_proprio_cost_weight_sum_steps_and_bad_inputs(dinowm):
     cand = torch.randn(2, 3, 3, 4)
-    full = tiny_model().get_cost(plan_infos(), cand)
-    visual = tiny_model(proprio_cost_weight=0.0).get_cost(plan_infos(), cand)
-    double = tiny_model(proprio_cost_weight=2.0).get_cost(plan_infos(), cand)
+    full = tiny_model(dinowm).get_cost(plan_infos(), cand)
+    visual = tiny_model(dinowm, proprio_cost_weight=0.0).get_cost(plan_infos(), cand)
+    double = tiny_model(dinowm, proprio_cost_weight=2.0).get_cost(plan_infos(), cand)
     assert (full > visual).all() and torch.allclose(double - visual, 2 * (full - visual), atol=1e-6)
-    summed = tiny_model(cost_sum_steps=True).get_cost(plan_infos(), cand)
+    summed = tiny_model(dinowm, cost_sum_steps=True).get_cost(plan_infos(), cand)
     assert (summed > full).all()
-    model = tiny_model()
+    model = tiny_model(dinowm)
     with pytest.raises(ValueError, match=r"action_block\*action_dim = 2\*2, got 6"):
         model.get_cost(plan_infos(), torch.randn(2, 3, 3, 6))
     with pytest.raises(ValueError, match="infos hold 2 envs but candidates have B = 3"):
         model.get_cost(plan_infos(), torch.randn(3, 3, 3, 4))
     with pytest.raises(ValueError, match="must hold 'proprio' and 'goal_proprio'"):
         model.get_cost({k: v for k, v in plan_infos().items() if k != "goal_proprio"}, cand)
-    no_proprio = tiny_model(proprio_dim=0)
+    no_proprio = tiny_model(dinowm, proprio_dim=0)
     assert no_proprio.get_cost({"pixels": plan_infos()["pixels"], "goal": plan_infos()["goal"]}, cand).shape == (2, 3)
 
 
-def test_grasp_solver_plans_with_the_flattened_latents():
-    grasp = _load_script("grasp_plan", ROOT / "solvers" / "grasp_plan.py")
-    model = tiny_model().requires_grad_(False)  # as MPCPolicy leaves it: gradients flow to the actions only
+def test_grasp_solver_plans_with_the_flattened_latents(dinowm, load_script):
+    grasp = load_script("solvers/grasp_plan.py")
+    model = tiny_model(dinowm).requires_grad_(False)  # as MPCPolicy leaves it: gradients flow to the actions only
     infos = plan_infos()
     solver = grasp.GRASPSolver(iters=4, sync_every=2, sync_steps=1, seed=0)
     kwargs = solver.model_kwargs(model, infos)
@@ -248,14 +241,14 @@ def test_grasp_solver_plans_with_the_flattened_latents():
     assert plan.shape == (2, 3, 4) and torch.isfinite(solver.last_info["best_cost"]).all()
 
 
-def test_same_seed_same_model_and_costs():
+def test_same_seed_same_model_and_costs(dinowm):
     cand = torch.randn(2, 4, 3, 4)
-    assert torch.equal(tiny_model(seed=5).get_cost(plan_infos(), cand), tiny_model(seed=5).get_cost(plan_infos(), cand))
-    assert not torch.equal(tiny_model(seed=5).get_cost(plan_infos(), cand), tiny_model(seed=6).get_cost(plan_infos(), cand))
+    assert torch.equal(tiny_model(dinowm, seed=5).get_cost(plan_infos(), cand), tiny_model(dinowm, seed=5).get_cost(plan_infos(), cand))
+    assert not torch.equal(tiny_model(dinowm, seed=5).get_cost(plan_infos(), cand), tiny_model(dinowm, seed=6).get_cost(plan_infos(), cand))
 
 
-def test_checkpoint_round_trip_is_self_contained(tmp_path, monkeypatch):
-    model = tiny_model(seed=4)
+def test_checkpoint_round_trip_is_self_contained(dinowm, tmp_path, monkeypatch):
+    model = tiny_model(dinowm, seed=4)
     with torch.no_grad():  # stand-in for pretrained weights: nothing a fresh random init could reproduce
         for p in model.encoder.parameters():
             p.add_(0.01 * torch.randn_like(p))
@@ -283,20 +276,20 @@ def test_checkpoint_round_trip_is_self_contained(tmp_path, monkeypatch):
     assert torch.equal(loaded.get_cost(plan_infos(), cand), model.get_cost(plan_infos(), cand))
 
 
-def test_loading_another_class_is_refused(tmp_path):
-    lewm = _load_script("lewm_train", ROOT / "baselines" / "lewm_train.py")
+def test_loading_another_class_is_refused(tmp_path, load_script):
+    lewm = load_script("baselines/lewm_train.py")
     config = dict(action_dim=2, action_block=2, history=2, image_size=32, encoder="conv", conv_channels=[4, 8],
                   latent_dim=8, proj_hidden=16, action_hidden=8, pred_depth=1, pred_heads=1, pred_dim_head=8,
                   pred_mlp_dim=16, dropout=0.0)  # fmt: skip
     save_checkpoint(tmp_path / "lewm.pt", lewm.LeWM(**config), config=config)
-    with pytest.raises(ValueError, match=r"holds a LeWM \(from baselines/lewm_train.py\).*pass a DINOWM checkpoint"):
+    with pytest.raises(ValueError, match=r"holds a LeWM \(from lewm_train.py\).*pass a DINOWM checkpoint"):
         load_checkpoint(tmp_path / "lewm.pt", expected_class="DINOWM")
 
 
 # ---------------------------------------------------------------------------------------- training checks
 
 
-def test_check_finite_and_presets():
+def test_check_finite_and_presets(dinowm):
     assert dinowm.check_finite(0.5, 3) == 0.5
     with pytest.raises(FloatingPointError, match="loss became nan at step 17; the last good checkpoint is ck.pt"):
         dinowm.check_finite(float("nan"), 17, "ck.pt")
@@ -312,8 +305,8 @@ def test_check_finite_and_presets():
         dinowm.encoder_source(dinowm.Args(pretrained=False, encoder_weights="w.pth"))
 
 
-def test_loss_decreases_on_a_fixed_batch():
-    model = tiny_model().train()
+def test_loss_decreases_on_a_fixed_batch(dinowm):
+    model = tiny_model(dinowm).train()
     g = torch.Generator().manual_seed(0)
     pixels = torch.randint(0, 256, (8, 4, 32, 32, 3), generator=g, dtype=torch.uint8)
     actions, proprio = torch.randn(8, 4, 4, generator=g), torch.randn(8, 4, 3, generator=g)
@@ -342,13 +335,13 @@ def write_dataset(path, episodes=6, steps=30, columns=("pixels", "action", "prop
     return path
 
 
-def test_feature_cache_gives_the_window_dataset_batches(tmp_path):
+def test_feature_cache_gives_the_window_dataset_batches(dinowm, tmp_path):
     from swm_core.data import WindowDataset
 
     data = write_dataset(tmp_path / "d.lance", episodes=4, steps=20)
     windows = WindowDataset(data, num_steps=3, frameskip=2, columns=("pixels", "action", "proprio"), split="train",
                             val_fraction=0.25, seed=0)  # fmt: skip
-    model = tiny_model(feature_norm=True)
+    model = tiny_model(dinowm, feature_norm=True)
     cache = dinowm.FeatureCache(model, windows, "cpu", chunk=7)  # chunks that straddle episodes
     assert len(cache) == len(windows) == 3 * (20 - 6) and len(cache.z) == 3 * 20
     idx = [0, 5, 13, 14, 40, len(windows) - 1]
@@ -366,7 +359,7 @@ def test_feature_cache_gives_the_window_dataset_batches(tmp_path):
     assert torch.equal(first["action"], next(dinowm.cached_batches(cache, 4, seed=0))["action"])  # seeded
 
 
-def test_missing_columns_and_resume_checks(tmp_path):
+def test_missing_columns_and_resume_checks(dinowm, tmp_path):
     full = open_dataset(write_dataset(tmp_path / "d.lance", episodes=2))
     dinowm.check_columns(full, proprio=True)
     stats = dinowm.compute_stats(full, [0])
@@ -424,3 +417,12 @@ def test_script_trains_checkpoints_and_resumes(tmp_path):
     assert resumed["extra"]["step"] == 6
     enc = [k for k in ckpt["state_dict"] if k.startswith("encoder.")]
     assert enc and all(torch.equal(resumed["state_dict"][k], ckpt["state_dict"][k]) for k in enc)  # frozen
+
+
+def test_dinowm_meets_the_world_model_contract(dinowm):
+    """What MPCPolicy and the solvers rely on (swm_core.world_model), checked on a built model."""
+    from swm_core.world_model import LatentWorldModel, WorldModel
+
+    model = tiny_model(dinowm)
+    assert isinstance(model, WorldModel) and type(model).default_solver == "cem"
+    assert isinstance(model, LatentWorldModel) is True

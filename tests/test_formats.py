@@ -17,8 +17,18 @@ import pyarrow.parquet as pq
 import pytest
 import simplejpeg
 
-from swm_core import formats
-from swm_core.data import LanceWriter, WindowDataset, open_dataset
+from swm_core.convert import (
+    convert,
+    hdf5_to_lance,
+    lance_to_hdf5,
+    lance_to_mp4,
+    lerobot_to_lance,
+    mp4_to_lance,
+)
+from swm_core.convert.mp4 import MP4_MANIFEST
+from swm_core.data import WindowDataset, open_dataset
+from swm_core.lance_writer import LanceWriter
+from swm_core.video import VideoReader, read_video
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = 16
@@ -89,7 +99,7 @@ def assert_same_dataset(a_path, b_path, image_tol: float = 0.0):
 def test_lance_hdf5_lance_raw_is_exact(tmp_path, compression, level, chunk_rows):
     src, h5, back = tmp_path / "a.lance", tmp_path / "a.h5", tmp_path / "b.lance"
     make_lance(src, "raw")
-    formats.lance_to_hdf5(src, h5, compression=compression, compression_level=level, chunk_rows=chunk_rows)
+    lance_to_hdf5(src, h5, compression=compression, compression_level=level, chunk_rows=chunk_rows)
     with h5py.File(h5) as f:
         assert f["pixels"].shape == (36, SIZE, SIZE, 3) and f["pixels"].dtype == np.uint8
         assert f["pixels"].chunks == (chunk_rows, SIZE, SIZE, 3)
@@ -100,7 +110,7 @@ def test_lance_hdf5_lance_raw_is_exact(tmp_path, compression, level, chunk_rows)
         assert f["ep_offset"][:].tolist() == [0, 12, 21] and f["ep_offset"].dtype == np.int64
         assert f["sim_state"].dtype == np.float64 and f["count"].dtype == np.int64 and f["success"].dtype == bool
         assert f["variation__agent__color"].shape == (36, 3)
-    formats.hdf5_to_lance(h5, back)
+    hdf5_to_lance(h5, back)
     assert_same_dataset(src, back)
     assert open_dataset(back).metadata["encoding"] == "raw"
 
@@ -108,13 +118,13 @@ def test_lance_hdf5_lance_raw_is_exact(tmp_path, compression, level, chunk_rows)
 def test_lance_hdf5_lance_jpeg_keeps_jpeg(tmp_path):
     src, h5, back = tmp_path / "a.lance", tmp_path / "a.h5", tmp_path / "b.lance"
     eps = make_lance(src, "jpeg")
-    formats.lance_to_hdf5(src, h5)
+    lance_to_hdf5(src, h5)
     with h5py.File(h5) as f:
         assert f["pixels"].attrs["encoding"] == "jpeg" and f["pixels"].shape == (36,)
         first = f["pixels"][0].tobytes()
     original = lance.dataset(src).take([0], columns=["pixels"]).column(0)[0].as_py()
     assert first == original  # the JPEG bytes are copied, not re-encoded
-    formats.hdf5_to_lance(h5, back)
+    hdf5_to_lance(h5, back)
     assert_same_dataset(src, back, image_tol=1.0)
     frames = open_dataset(back).read_episode(2, ["pixels"])["pixels"]
     assert np.abs(frames.astype(int) - eps[2]["pixels"]).mean() < 3  # within JPEG error of the true frames
@@ -123,37 +133,37 @@ def test_lance_hdf5_lance_jpeg_keeps_jpeg(tmp_path):
 def test_raw_frames_encode_with_the_chosen_jpeg_subsampling(tmp_path):
     src = tmp_path / "raw.lance"
     make_lance(src, "raw")
-    formats.convert(src, tmp_path / "a.lance", encoding="jpeg", jpeg_subsampling="420")
-    formats.convert(src, tmp_path / "a.h5", encoding="jpeg", jpeg_subsampling="4:2:2")
+    convert(src, tmp_path / "a.lance", encoding="jpeg", jpeg_subsampling="420")
+    convert(src, tmp_path / "a.h5", encoding="jpeg", jpeg_subsampling="4:2:2")
     blobs = lance.dataset(tmp_path / "a.lance").to_table(columns=["pixels"]).column(0).to_pylist()
     assert {simplejpeg.decode_jpeg_header(b)[3] for b in blobs} == {"420"}
     assert open_dataset(tmp_path / "a.lance").metadata["jpeg_subsampling"] == "420"
     with h5py.File(tmp_path / "a.h5") as f:
         assert f["pixels"].attrs["jpeg_subsampling"] == "422"
         assert simplejpeg.decode_jpeg_header(f["pixels"][3].tobytes())[3] == "422"
-    formats.convert(tmp_path / "a.h5", tmp_path / "b.lance")  # JPEG bytes copied: the source's subsampling kept
+    convert(tmp_path / "a.h5", tmp_path / "b.lance")  # JPEG bytes copied: the source's subsampling kept
     assert open_dataset(tmp_path / "b.lance").metadata["jpeg_subsampling"] == "422"
-    formats.convert(tmp_path / "a.lance", tmp_path / "b.h5", jpeg_subsampling="444")  # copied, so still 4:2:0
+    convert(tmp_path / "a.lance", tmp_path / "b.h5", jpeg_subsampling="444")  # copied, so still 4:2:0
     with h5py.File(tmp_path / "b.h5") as f:
         assert f["pixels"].attrs["jpeg_subsampling"] == "420"
         assert simplejpeg.decode_jpeg_header(f["pixels"][0].tobytes())[3] == "420"
     with pytest.raises(ValueError, match="jpeg_subsampling must be one of"):
-        formats.convert(src, tmp_path / "c.h5", encoding="jpeg", jpeg_subsampling="411")
+        convert(src, tmp_path / "c.h5", encoding="jpeg", jpeg_subsampling="411")
     assert not (tmp_path / "c.h5").exists()
 
 
 def test_jpeg_bytes_and_float64_survive_round_trips(tmp_path):
     src, h5, back = tmp_path / "a.lance", tmp_path / "a.h5", tmp_path / "b.lance"
     make_lance(src, "jpeg")
-    formats.convert(src, h5)
-    formats.convert(h5, back)
+    convert(src, h5)
+    convert(h5, back)
     a, b = lance.dataset(src).to_table(), lance.dataset(back).to_table()
     assert a.column("pixels").equals(b.column("pixels")) and a.column("goal").equals(b.column("goal"))
     h5_64 = tmp_path / "f64.h5"
     cols = write_swm_hdf5(h5_64, [22, 21])
     with h5py.File(h5_64, "a") as f:
         f["state"] = np.random.default_rng(0).normal(size=(43, 3))  # float64
-    formats.convert(h5_64, tmp_path / "f64.lance")
+    convert(h5_64, tmp_path / "f64.lance")
     ds = open_dataset(tmp_path / "f64.lance")
     with h5py.File(h5_64) as f:
         np.testing.assert_array_equal(ds.read_rows(np.arange(43), ["state"])["state"], f["state"][:])
@@ -183,7 +193,7 @@ def test_staged_writer_commits_everything_or_nothing(tmp_path):
 def test_hdf5_raw_from_jpeg_decodes(tmp_path):
     src, h5 = tmp_path / "a.lance", tmp_path / "a.h5"
     make_lance(src, "jpeg")
-    formats.convert(src, h5, encoding="raw")
+    convert(src, h5, encoding="raw")
     ds = open_dataset(src)
     with h5py.File(h5) as f:
         np.testing.assert_array_equal(f["pixels"][:], ds.read_rows(np.arange(36), ["pixels"])["pixels"])
@@ -192,21 +202,21 @@ def test_hdf5_raw_from_jpeg_decodes(tmp_path):
 def test_lance_mp4_lance_lossless_is_exact(tmp_path):
     src, mp4, back = tmp_path / "a.lance", tmp_path / "a.mp4", tmp_path / "b.lance"
     make_lance(src, "raw")
-    formats.lance_to_mp4(src, mp4, gop=4)
-    manifest = json.loads((mp4 / formats.MP4_MANIFEST).read_text())
+    lance_to_mp4(src, mp4, gop=4)
+    manifest = json.loads((mp4 / MP4_MANIFEST).read_text())
     assert manifest["lossless"] and manifest["gop"] == 4 and manifest["lengths"] == [12, 9, 15]
     videos = sorted(p.name for p in (mp4 / "videos" / "pixels").iterdir())
     assert videos == ["episode_000000.mp4", "episode_000001.mp4", "episode_000002.mp4"]
-    formats.mp4_to_lance(mp4, back)
+    mp4_to_lance(mp4, back)
     assert_same_dataset(src, back)
 
 
 def test_lance_mp4_lance_lossy_within_codec_error(tmp_path):
     src, mp4, back = tmp_path / "a.lance", tmp_path / "a.mp4", tmp_path / "b.lance"
     eps = make_lance(src, "jpeg")
-    formats.convert(src, mp4, crf=12)
-    assert not json.loads((mp4 / formats.MP4_MANIFEST).read_text())["lossless"]
-    formats.convert(mp4, back)
+    convert(src, mp4, crf=12)
+    assert not json.loads((mp4 / MP4_MANIFEST).read_text())["lossless"]
+    convert(mp4, back)
     assert_same_dataset(src, back, image_tol=4.0)
     got = open_dataset(back).read_episode(1, ["pixels"])["pixels"].astype(int)
     truth = eps[1]["pixels"].astype(int)
@@ -218,10 +228,10 @@ def test_lance_mp4_lance_lossy_within_codec_error(tmp_path):
 def test_video_reader_random_access_matches_sequential(tmp_path):
     src, mp4 = tmp_path / "a.lance", tmp_path / "a.mp4"
     make_lance(src, "raw", lengths=(30,))
-    formats.convert(src, mp4, gop=5)
+    convert(src, mp4, gop=5)
     video = mp4 / "videos" / "pixels" / "episode_000000.mp4"
-    everything = formats.read_video(video)
-    reader = formats.VideoReader(video)
+    everything = read_video(video)
+    reader = VideoReader(video)
     idx = [17, 3, 29, 3, 0, 11, 12, 25]
     np.testing.assert_array_equal(reader.read(idx), everything[idx])
     np.testing.assert_array_equal(reader.read([28, 1]), everything[[28, 1]])
@@ -230,7 +240,7 @@ def test_video_reader_random_access_matches_sequential(tmp_path):
 def test_column_selection(tmp_path):
     src, h5 = tmp_path / "a.lance", tmp_path / "a.h5"
     make_lance(src, "raw")
-    formats.convert(src, h5, columns=["pixels", "action"])
+    convert(src, h5, columns=["pixels", "action"])
     with h5py.File(h5) as f:
         assert sorted(f.keys()) == ["action", "ep_len", "ep_offset", "episode_idx", "pixels", "step_idx"]
 
@@ -266,7 +276,7 @@ def test_stable_worldmodel_hdf5_converts_losslessly(tmp_path, channel_first):
     h5, dst = tmp_path / "pusht.h5", tmp_path / "pusht.lance"
     lengths = [25, 31]
     cols = write_swm_hdf5(h5, lengths, channel_first)
-    out = formats.convert(h5, dst)
+    out = convert(h5, dst)
     assert out["episodes"] == 2 and out["rows"] == 56
     ds = open_dataset(dst)
     assert ds.metadata["encoding"] == "raw" and ds.episode_lengths.tolist() == lengths
@@ -308,8 +318,8 @@ def test_stable_worldmodel_lance_readable_and_convertible(tmp_path):
     assert np.abs(s["pixels"].numpy().astype(int) - frames[[0, 5]]).mean() < 3
 
     h5, back = tmp_path / "swm.h5", tmp_path / "back.lance"
-    formats.convert(path, h5)
-    formats.convert(h5, back)
+    convert(path, h5)
+    convert(h5, back)
     a, b = open_dataset(path), open_dataset(back)
     ra, rb = a.read_rows(np.arange(N)), b.read_rows(np.arange(N))
     for c in ("episode_idx", "step_idx", "proprio", "action", "terminated"):
@@ -333,13 +343,13 @@ def test_layouts_match_the_stable_worldmodel_package(tmp_path, gym_registry_kept
     """Against the installed package (the optional `peers` extra): its readers load our JPEG Lance and HDF5 files
     window for window as ours do, and we read the files its own writers produce."""
     swm_pkg = pytest.importorskip("stable_worldmodel.data")
-    pytest.importorskip("stable_worldmodel.data.formats.hdf5")  # needs hdf5plugin
+    pytest.importorskip("stable_worldmodel.data.hdf5")  # needs hdf5plugin
     import torch
 
     lengths = [26, 31]
     eps = make_lance(tmp_path / "raw.lance", lengths=lengths, seed=4)
-    formats.convert(tmp_path / "raw.lance", tmp_path / "ours.lance", encoding="jpeg")
-    formats.convert(tmp_path / "raw.lance", tmp_path / "ours.h5")  # defaults: raw uint8, 1-frame chunks, lzf
+    convert(tmp_path / "raw.lance", tmp_path / "ours.lance", encoding="jpeg")
+    convert(tmp_path / "raw.lance", tmp_path / "ours.h5")  # defaults: raw uint8, 1-frame chunks, lzf
     keys = dict(frameskip=5, num_steps=3, keys_to_load=["pixels", "action", "proprio"])
     for ours, theirs in [
         (WindowDataset(tmp_path / "ours.lance", 3, 5, split="all"), swm_pkg.LanceDataset(tmp_path / "ours.lance", **keys)),
@@ -360,7 +370,7 @@ def test_layouts_match_the_stable_worldmodel_package(tmp_path, gym_registry_kept
         w.write_episodes(episodes)
     with swm_pkg.HDF5Writer(tmp_path / "theirs.h5", mode="overwrite") as w:
         w.write_episodes(episodes)
-    formats.convert(tmp_path / "theirs.h5", tmp_path / "from_h5.lance")
+    convert(tmp_path / "theirs.h5", tmp_path / "from_h5.lance")
     for path, tol in ((tmp_path / "theirs.lance", 6.0), (tmp_path / "from_h5.lance", 0)):
         ds = open_dataset(path)
         assert ds.episode_lengths.tolist() == lengths
@@ -463,7 +473,7 @@ def make_lerobot(root: Path, version: str, lengths=(26, 23), fps=10, seed=0) -> 
 def test_lerobot_to_lance_windows_match(tmp_path, version):
     root, dst = tmp_path / "lerobot", tmp_path / "lr.lance"
     truth = make_lerobot(root, version)
-    out = formats.lerobot_to_lance(root, dst, camera_key="observation.images.wrist", encoding="raw")
+    out = lerobot_to_lance(root, dst, camera_key="observation.images.wrist", encoding="raw")
     assert out["episodes"] == 2 and out["rows"] == 49
     ds = open_dataset(dst)
     assert ds.metadata["control_hz"] == 10 and ds.episode_lengths.tolist() == [26, 23]
@@ -479,7 +489,7 @@ def test_lerobot_to_lance_windows_match(tmp_path, version):
         np.testing.assert_array_equal(s["proprio"].numpy(), truth["state"][e][frames])
         err = np.abs(s["pixels"].numpy().astype(int) - truth["wrist"][e][frames]).mean()
         assert err < 3, (i, err)  # the wrist camera, within codec error
-    default = formats.lerobot_to_lance(root, tmp_path / "top.lance")  # first camera, JPEG
+    default = lerobot_to_lance(root, tmp_path / "top.lance")  # first camera, JPEG
     top = open_dataset(tmp_path / "top.lance").read_episode(1, ["pixels"])["pixels"]
     assert default["episodes"] == 2 and np.abs(top.astype(int) - truth["frames"][1]).mean() < 4
 
@@ -488,12 +498,12 @@ def test_lerobot_bad_keys_and_lengths(tmp_path):
     root = tmp_path / "lerobot"
     make_lerobot(root, "v2.1")
     with pytest.raises(ValueError, match="observation.images.side.*available"):
-        formats.lerobot_to_lance(root, tmp_path / "x.lance", camera_key="observation.images.side")
+        lerobot_to_lance(root, tmp_path / "x.lance", camera_key="observation.images.side")
     with pytest.raises(ValueError, match="observation.joint"):
-        formats.lerobot_to_lance(root, tmp_path / "x.lance", state_key="observation.joint")
+        lerobot_to_lance(root, tmp_path / "x.lance", state_key="observation.joint")
     (root / "meta" / "episodes.jsonl").write_text('{"episode_index": 0, "length": 30}\n{"episode_index": 1, "length": 23}')
     with pytest.raises(ValueError, match="episode 0 has 26 rows.*length 30"):
-        formats.lerobot_to_lance(root, tmp_path / "x.lance")
+        lerobot_to_lance(root, tmp_path / "x.lance")
     assert not (tmp_path / "x.lance").exists()
 
 
@@ -507,10 +517,10 @@ def test_lerobot_v3_needs_each_episodes_video_segment(tmp_path):
     pq.write_table(pa.Table.from_pylist(rows), meta_file)
     with pytest.raises(ValueError, match=r"episode 1 \(camera 'observation.images.top'\) has frames up to .* but its "
                                          r"video segment ends at .*mismatched episode lengths"):
-        formats.lerobot_to_lance(root, tmp_path / "x.lance", encoding="raw")
+        lerobot_to_lance(root, tmp_path / "x.lance", encoding="raw")
     shutil.rmtree(root / "meta" / "episodes")  # without it every episode would read the shared file from 0 s
     with pytest.raises(ValueError, match=rf"episode 0 has no 'videos/{cam}/from_timestamp' in meta/episodes/"):
-        formats.lerobot_to_lance(root, tmp_path / "x.lance", encoding="raw")
+        lerobot_to_lance(root, tmp_path / "x.lance", encoding="raw")
     assert not (tmp_path / "x.lance").exists()
 
 
@@ -524,16 +534,16 @@ def test_round_trips_keep_episode_ids_and_float_widths(tmp_path):
                       "half": pa.array(np.linspace(-2, 2, n).astype(np.float16))})
     src = tmp_path / "s.lance"
     lance.write_dataset(table, src)
-    formats.convert(src, tmp_path / "b.h5")
-    formats.convert(src, tmp_path / "b.mp4")
+    convert(src, tmp_path / "b.h5")
+    convert(src, tmp_path / "b.mp4")
     for mid in ("", "b.h5", "b.mp4"):
         dst = tmp_path / f"{mid or 'direct'}.lance"
-        formats.convert(tmp_path / mid if mid else src, dst)
+        convert(tmp_path / mid if mid else src, dst)
         ds = open_dataset(dst)
         assert ds.episode_ids.tolist() == [5, 9], mid
         assert lance.dataset(dst).schema.field("half").type == pa.float16(), mid
         np.testing.assert_array_equal(ds.read_rows(np.arange(n), ["half"])["half"], np.linspace(-2, 2, n).astype(np.float16))
-    formats.convert(src, tmp_path / "direct.lance", append=True)  # an append continues after the last id
+    convert(src, tmp_path / "direct.lance", append=True)  # an append continues after the last id
     assert open_dataset(tmp_path / "direct.lance").episode_ids.tolist() == [5, 9, 10, 11]
     with LanceWriter(tmp_path / "w.lance", encoding="raw") as w:
         assert w.add_episode({"action": np.zeros((3, 2), np.float32)}, episode_id=4) == 4
@@ -550,28 +560,28 @@ def test_version_tag_and_checkout(tmp_path):
     h5a, h5b, dst = tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "d.lance"
     write_swm_hdf5(h5a, [22, 21], seed=0)
     write_swm_hdf5(h5b, [23], seed=1)
-    v1 = formats.convert(h5a, dst, tag="first")["version"]
+    v1 = convert(h5a, dst, tag="first")["version"]
     with pytest.raises(FileExistsError, match="append"):
-        formats.convert(h5b, dst)
-    v2 = formats.convert(h5b, dst, append=True, tag="second")["version"]
+        convert(h5b, dst)
+    v2 = convert(h5b, dst, append=True, tag="second")["version"]
     assert v2 == v1 + 1
     assert open_dataset(dst, version="first").num_episodes == 2
     assert open_dataset(dst, version="second").num_episodes == 3 and open_dataset(dst).version == v2
-    out = formats.convert(dst, tmp_path / "v1.h5", version="first")
+    out = convert(dst, tmp_path / "v1.h5", version="first")
     assert out["episodes"] == 2
     with h5py.File(tmp_path / "v1.h5") as f:
         assert f["ep_len"][:].tolist() == [22, 21]
     with pytest.raises(ValueError, match="no version 'third'"):
-        formats.convert(dst, tmp_path / "v3.h5", version="third")
+        convert(dst, tmp_path / "v3.h5", version="third")
     assert not (tmp_path / "v3.h5").exists()
     # a taken or invalid tag fails before the append is committed (a retry would otherwise add the episodes twice)
     with pytest.raises(ValueError, match="already has a tag 'first'"):
-        formats.convert(h5b, dst, append=True, tag="first")
+        convert(h5b, dst, append=True, tag="first")
     with pytest.raises(ValueError, match=r"tag 'bad tag/x' is not a valid tag name; allowed: ASCII letters"):
-        formats.convert(h5b, dst, append=True, tag="bad tag/x")
+        convert(h5b, dst, append=True, tag="bad tag/x")
     assert open_dataset(dst).version == v2 and open_dataset(dst).num_episodes == 3
     with pytest.raises(ValueError, match="not a valid tag name"):
-        formats.convert(h5b, tmp_path / "new.lance", tag="v.lock")
+        convert(h5b, tmp_path / "new.lance", tag="v.lock")
     assert not (tmp_path / "new.lance").exists()
 
 
@@ -592,11 +602,11 @@ def no_partials(folder: Path) -> bool:
 def test_failed_conversion_leaves_no_destination(tmp_path, dst_name):
     src, h5 = tmp_path / "a.lance", tmp_path / "a.h5"
     make_lance(src, "jpeg")
-    formats.convert(src, h5)  # JPEG bytes in HDF5
+    convert(src, h5)  # JPEG bytes in HDF5
     corrupt_second_episode(h5)
     dst = tmp_path / dst_name
     with pytest.raises(ValueError, match=r"a\.h5.*pixels.*episode 1|episode 1.*pixels"):
-        formats.convert(h5, dst, encoding="raw")
+        convert(h5, dst, encoding="raw")
     assert not dst.exists() and no_partials(tmp_path)
     with pytest.raises(FileNotFoundError):
         open_dataset(tmp_path / "out.lance")
@@ -605,25 +615,25 @@ def test_failed_conversion_leaves_no_destination(tmp_path, dst_name):
 def test_failed_overwrite_keeps_the_old_file(tmp_path):
     src, h5, out = tmp_path / "a.lance", tmp_path / "a.h5", tmp_path / "out.h5"
     make_lance(src, "jpeg")
-    formats.convert(src, h5)
-    formats.convert(src, out)
+    convert(src, h5)
+    convert(src, out)
     before = out.read_bytes()
     with pytest.raises(FileExistsError, match="overwrite"):
-        formats.convert(src, out)
+        convert(src, out)
     corrupt_second_episode(h5)
     with pytest.raises(ValueError, match="pixels"):
-        formats.convert(h5, out, encoding="raw", overwrite=True)
+        convert(h5, out, encoding="raw", overwrite=True)
     assert out.read_bytes() == before and no_partials(tmp_path)
 
 
 def test_failed_append_commits_nothing(tmp_path):
     src, h5, dst = tmp_path / "a.lance", tmp_path / "a.h5", tmp_path / "d.lance"
     make_lance(src, "jpeg")
-    formats.convert(src, h5)
-    formats.convert(src, dst)
+    convert(src, h5)
+    convert(src, dst)
     corrupt_second_episode(h5)
     with pytest.raises(ValueError, match="pixels"):
-        formats.convert(h5, dst, append=True, encoding="jpeg")
+        convert(h5, dst, append=True, encoding="jpeg")
     ds = open_dataset(dst)
     assert ds.version == 1 and ds.num_episodes == 3
 
@@ -631,28 +641,28 @@ def test_failed_append_commits_nothing(tmp_path):
 def test_truncated_and_corrupted_files(tmp_path):
     src, h5 = tmp_path / "a.lance", tmp_path / "a.h5"
     make_lance(src, "raw")
-    formats.convert(src, h5, compression=None)
+    convert(src, h5, compression=None)
     data = h5.read_bytes()
     bad = tmp_path / "truncated.h5"
     bad.write_bytes(data[: len(data) // 3])
     with pytest.raises(ValueError, match="truncated.h5"):
-        formats.convert(bad, tmp_path / "t.lance")
+        convert(bad, tmp_path / "t.lance")
     assert not (tmp_path / "t.lance").exists()
     garbage = tmp_path / "garbage.h5"
     garbage.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 100)
     with pytest.raises(ValueError, match="garbage.h5.*not a readable HDF5"):
-        formats.convert(garbage, tmp_path / "g.lance")
+        convert(garbage, tmp_path / "g.lance")
 
     mp4 = tmp_path / "a.mp4"
-    formats.convert(src, mp4)
+    convert(src, mp4)
     video = mp4 / "videos" / "goal" / "episode_000001.mp4"
     video.write_bytes(video.read_bytes()[:200])
     with pytest.raises(ValueError, match="episode_000001.mp4"):
-        formats.convert(mp4, tmp_path / "m.lance")
+        convert(mp4, tmp_path / "m.lance")
     assert not (tmp_path / "m.lance").exists()
-    (mp4 / formats.MP4_MANIFEST).unlink()  # an incomplete folder is not mistaken for a dataset
+    (mp4 / MP4_MANIFEST).unlink()  # an incomplete folder is not mistaken for a dataset
     with pytest.raises(ValueError, match="unknown format|swm_mp4.json"):
-        formats.convert(mp4, tmp_path / "m.lance")
+        convert(mp4, tmp_path / "m.lance")
 
 
 def test_truncated_lance_files_and_corrupt_jpegs_are_named(tmp_path):
@@ -668,7 +678,7 @@ def test_truncated_lance_files_and_corrupt_jpegs_are_named(tmp_path):
     with pytest.raises(ValueError, match=named):
         WindowDataset(cut, num_steps=2, frameskip=2, split="all")
     with pytest.raises(ValueError, match=named):
-        formats.convert(cut, tmp_path / "cut.h5")
+        convert(cut, tmp_path / "cut.h5")
     assert not (tmp_path / "cut.h5").exists()
 
     table = lance.dataset(src).to_table()  # one JPEG of episode 1 replaced by garbage with a JPEG start marker
@@ -685,7 +695,7 @@ def test_truncated_lance_files_and_corrupt_jpegs_are_named(tmp_path):
         open_dataset(bad).read_rows(np.arange(20), ["pixels"])
     for dst in ("copy.h5", "copy.lance"):  # JPEG bytes copied as they are: their headers are checked
         with pytest.raises(ValueError, match=r"bad.lance: image column 'pixels', episode 1, frame 3 is not a readable JPEG"):
-            formats.convert(bad, tmp_path / dst)
+            convert(bad, tmp_path / dst)
         assert not (tmp_path / dst).exists()
 
 
@@ -693,37 +703,37 @@ def test_missing_columns_and_mismatched_lengths(tmp_path):
     src = tmp_path / "a.lance"
     make_lance(src, "raw")
     with pytest.raises(ValueError, match="'nope'"):
-        formats.convert(src, tmp_path / "x.h5", columns=["pixels", "nope"])
+        convert(src, tmp_path / "x.h5", columns=["pixels", "nope"])
     h5 = tmp_path / "s.h5"
     write_swm_hdf5(h5, [22, 21])
     with h5py.File(h5, "a") as f:
         del f["ep_len"]
     with pytest.raises(ValueError, match="'ep_len'"):
-        formats.convert(h5, tmp_path / "x.lance")
+        convert(h5, tmp_path / "x.lance")
     write_swm_hdf5(h5, [22, 21])
     with h5py.File(h5, "a") as f:
         f["ep_len"][1] = 25
     with pytest.raises(ValueError, match="mismatched episode lengths"):
-        formats.convert(h5, tmp_path / "x.lance")
+        convert(h5, tmp_path / "x.lance")
     write_swm_hdf5(h5, [22, 21])
     with h5py.File(h5, "a") as f:
         short = f["proprio"][:-3]
         del f["proprio"]
         f["proprio"] = short
     with pytest.raises(ValueError, match="'proprio' has 40 rows"):
-        formats.convert(h5, tmp_path / "x.lance")
+        convert(h5, tmp_path / "x.lance")
     assert not (tmp_path / "x.lance").exists() and not (tmp_path / "x.h5").exists()
     mp4 = tmp_path / "a.mp4"  # an MP4 folder whose manifest or table lost a field
-    formats.convert(src, mp4)
+    convert(src, mp4)
     table = pq.read_table(mp4 / "table.parquet")
     pq.write_table(table.drop(["proprio"]), mp4 / "table.parquet")
     with pytest.raises(ValueError, match=r"a.mp4/table.parquet lacks column\(s\) \['proprio'\] that swm_mp4.json lists"):
-        formats.convert(mp4, tmp_path / "x.lance")
+        convert(mp4, tmp_path / "x.lance")
     pq.write_table(table, mp4 / "table.parquet")
     manifest = json.loads((mp4 / "swm_mp4.json").read_text())
     (mp4 / "swm_mp4.json").write_text(json.dumps({k: v for k, v in manifest.items() if k != "lengths"}))
     with pytest.raises(ValueError, match=r"swm_mp4.json is corrupted: it lacks \['lengths'\]"):
-        formats.convert(mp4, tmp_path / "x.lance")
+        convert(mp4, tmp_path / "x.lance")
     assert not (tmp_path / "x.lance").exists()
 
 
@@ -733,17 +743,17 @@ def test_unknown_formats(tmp_path):
     txt = tmp_path / "notes.txt"
     txt.write_text("hello")
     with pytest.raises(ValueError, match="unknown format.*notes.txt"):
-        formats.convert(txt, tmp_path / "x.lance")
+        convert(txt, tmp_path / "x.lance")
     with pytest.raises(ValueError, match="unknown format.*out.xyz"):
-        formats.convert(src, tmp_path / "out.xyz")
+        convert(src, tmp_path / "out.xyz")
     with pytest.raises(ValueError, match="unknown destination format 'parquet'"):
-        formats.convert(src, tmp_path / "out", dst_format="parquet")
+        convert(src, tmp_path / "out", dst_format="parquet")
     with pytest.raises(ValueError, match="unknown source format 'zarr'"):
-        formats.convert(src, tmp_path / "x.h5", src_format="zarr")
+        convert(src, tmp_path / "x.h5", src_format="zarr")
     with pytest.raises(FileNotFoundError, match="missing.lance"):
-        formats.convert(tmp_path / "missing.lance", tmp_path / "x.h5")
+        convert(tmp_path / "missing.lance", tmp_path / "x.h5")
     with pytest.raises(ValueError, match="compression must be one of"):
-        formats.convert(src, tmp_path / "x.h5", compression="zstd")
+        convert(src, tmp_path / "x.h5", compression="zstd")
     assert not (tmp_path / "x.h5").exists()
 
 

@@ -1,6 +1,5 @@
 """LeWM baseline: SIGReg values, AdaLN-zero, causality, the planning cost, checkpoints, the training script."""
 
-import importlib.util
 import math
 import os
 import re
@@ -12,24 +11,18 @@ import numpy as np
 import pytest
 import torch
 
-from swm_core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from swm_core.data import LanceWriter, open_dataset
+from swm_core.checkpoint import import_script, load_checkpoint, read_checkpoint, save_checkpoint
+from swm_core.data import open_dataset
+from swm_core.lance_writer import LanceWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "baselines" / "lewm_train.py"
-MODULE = "swm_scripts.baselines.lewm_train"  # the name swm_core.checkpoint imports the script under
 
 
-def _load_script():
-    if MODULE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(MODULE, SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[MODULE] = module
-        spec.loader.exec_module(module)
-    return sys.modules[MODULE]
-
-
-lewm = _load_script()
+@pytest.fixture(scope="module")
+def lewm(load_script):
+    """The training script's module, loaded through the shared conftest fixture."""
+    return load_script("baselines/lewm_train.py")
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +40,7 @@ TINY = dict(
 )  # fmt: skip
 
 
-def tiny_model(seed=0, move_gates=False, **overrides):
+def tiny_model(lewm, seed=0, move_gates=False, **overrides):
     torch.manual_seed(seed)
     model = lewm.LeWM(**{**TINY, **overrides})
     if move_gates:  # stand-in for trained AdaLN gates
@@ -61,7 +54,7 @@ def tiny_model(seed=0, move_gates=False, **overrides):
 # ------------------------------------------------------------------------------------------------ SIGReg
 
 
-def test_sigreg_small_case_by_hand():
+def test_sigreg_small_case_by_hand(lewm):
     # one time step, B = 2, D = 2; directions (3, 4) -> (0.6, 0.8) after normalisation, and (1, 0)
     z = torch.tensor([[[1.0, 2.0], [-0.5, 0.25]]], dtype=torch.float64)
     directions = torch.tensor([[3.0, 1.0], [4.0, 0.0]], dtype=torch.float64)
@@ -79,7 +72,7 @@ def test_sigreg_small_case_by_hand():
     assert got == pytest.approx(sum(per_direction) / 2, rel=1e-12)
 
 
-def test_sigreg_normal_low_collapsed_high_and_seeded():
+def test_sigreg_normal_low_collapsed_high_and_seeded(lewm):
     g = torch.Generator().manual_seed(0)
     normal = torch.randn(2, 1024, 16, generator=g)
     gen = lambda: torch.Generator().manual_seed(7)  # noqa: E731
@@ -98,7 +91,7 @@ def _sigreg_ddp_worker(rank, init_file, z, directions, out):
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     try:
         half = z[:, rank * 8 : (rank + 1) * 8].clone().requires_grad_(True)
-        stat = lewm.sigreg(half, directions=directions)
+        stat = import_script(SCRIPT).sigreg(half, directions=directions)  # a fresh process: load by path
         stat.backward()
         out[rank] = torch.cat([stat.detach().reshape(1), half.grad.reshape(-1)])
         dist.barrier()  # neither process tears gloo down while the other is still in a collective
@@ -106,7 +99,7 @@ def _sigreg_ddp_worker(rank, init_file, z, directions, out):
         dist.destroy_process_group()
 
 
-def test_sigreg_all_reduces_batch_means_across_processes(tmp_path):
+def test_sigreg_all_reduces_batch_means_across_processes(lewm, tmp_path):
     torch.manual_seed(0)
     z = torch.randn(2, 16, 4, dtype=torch.float64)
     directions = torch.randn(4, 32, dtype=torch.float64)
@@ -128,28 +121,28 @@ def test_sigreg_all_reduces_batch_means_across_processes(tmp_path):
 # ----------------------------------------------------------------------------------------- predictor
 
 
-def test_adaln_zero_blocks_are_identity_and_ignore_actions_at_init():
-    model = tiny_model()
+def test_adaln_zero_blocks_are_identity_and_ignore_actions_at_init(lewm):
+    model = tiny_model(lewm)
     block = model.predictor.blocks[0]
     x, c = torch.randn(4, 3, 16), torch.randn(4, 3, 16)
     assert torch.equal(block(x, c), x)
     z = torch.randn(4, 3, 16)
     a1, a2 = torch.randn(4, 3, 4), torch.randn(4, 3, 4)
     assert torch.equal(model.predict(z, a1), model.predict(z, a2))
-    moved = tiny_model(move_gates=True)
+    moved = tiny_model(lewm, move_gates=True)
     assert not torch.allclose(moved.predict(z, a1), moved.predict(z, a2), atol=1e-4)
 
 
-def test_adaln_gates_receive_gradient_from_zero():
-    model = tiny_model().train()
+def test_adaln_gates_receive_gradient_from_zero(lewm):
+    model = tiny_model(lewm).train()
     z, a = torch.randn(8, 3, 16), torch.randn(8, 3, 4)
     model.predict(z, a).square().mean().backward()
     grad = model.predictor.blocks[0].modulation[1].weight.grad
     assert grad is not None and grad.abs().sum() > 0
 
 
-def test_predictor_is_causal():
-    model = tiny_model(move_gates=True)
+def test_predictor_is_causal(lewm):
+    model = tiny_model(lewm, move_gates=True)
     z, a = torch.randn(5, 3, 16), torch.randn(5, 3, 4)
     z2, a2 = z.clone(), a.clone()
     z2[:, 2] += 1.0
@@ -172,8 +165,8 @@ def plan_infos(B=2, seed=0):
     }
 
 
-def test_get_cost_shape_memo_differentiable_and_matches_one_step():
-    model = tiny_model(move_gates=True)
+def test_get_cost_shape_memo_differentiable_and_matches_one_step(lewm):
+    model = tiny_model(lewm, move_gates=True)
     model.set_stats({"action": {"mean": torch.tensor([0.5, -0.5]), "std": torch.tensor([2.0, 0.5])}})
     infos = plan_infos()
     cand = torch.randn(2, 3, 4, 4, requires_grad=True)
@@ -191,15 +184,15 @@ def test_get_cost_shape_memo_differentiable_and_matches_one_step():
     z2 = model.predict(torch.stack([z0, z1], 1), cand[:, 0, :2].detach())[:, -1]
     assert torch.allclose(model.get_cost(infos, cand[:, :1, :2].detach())[:, 0], (z2 - zg).square().mean(-1), atol=1e-6)
     # actions are normalised with the stats: shifting the stats and the actions together changes nothing
-    other = tiny_model(move_gates=True)
+    other = tiny_model(lewm, move_gates=True)
     other.set_stats({"action": {"mean": torch.tensor([1.5, 0.5]), "std": torch.tensor([2.0, 0.5])}})
     shifted = cand.detach().clone().reshape(2, 3, 4, 2, 2) + torch.tensor([1.0, 1.0])
     assert torch.allclose(other.get_cost(plan_infos(), shifted.reshape(2, 3, 4, 4)), cost.detach(), atol=1e-5)
 
 
-def test_get_cost_sum_over_steps_and_bad_shapes():
-    model = tiny_model(move_gates=True, cost_sum_steps=True)
-    last = tiny_model(move_gates=True)
+def test_get_cost_sum_over_steps_and_bad_shapes(lewm):
+    model = tiny_model(lewm, move_gates=True, cost_sum_steps=True)
+    last = tiny_model(lewm, move_gates=True)
     cand = torch.randn(2, 3, 3, 4)
     total = model.get_cost(plan_infos(), cand)
     assert (total > last.get_cost(plan_infos(), cand)).all()
@@ -209,8 +202,8 @@ def test_get_cost_sum_over_steps_and_bad_shapes():
         model.get_cost(plan_infos(), torch.randn(3, 3, 3, 4))
 
 
-def test_checkpoint_round_trip_gives_identical_costs(tmp_path):
-    model = tiny_model(move_gates=True)
+def test_checkpoint_round_trip_gives_identical_costs(lewm, tmp_path):
+    model = tiny_model(lewm, move_gates=True)
     stats = {"action": {"mean": np.array([0.1, 0.2], np.float32), "std": np.array([0.9, 1.1], np.float32)}}
     model.set_stats(stats)
     save_checkpoint(tmp_path / "m.pt", model, config=TINY, stats=stats, step=3)
@@ -223,7 +216,7 @@ def test_checkpoint_round_trip_gives_identical_costs(tmp_path):
 # ------------------------------------------------------------------------------------- training checks
 
 
-def test_check_finite_names_the_step():
+def test_check_finite_names_the_step(lewm):
     assert lewm.check_finite(0.5, 3) == 0.5
     with pytest.raises(FloatingPointError, match="loss became nan at step 17; the last good checkpoint is ck.pt"):
         lewm.check_finite(float("nan"), 17, "ck.pt")
@@ -231,8 +224,8 @@ def test_check_finite_names_the_step():
         lewm.check_finite(float("inf"), 2)
 
 
-def test_loss_decreases_on_a_fixed_batch():
-    model = tiny_model().train()
+def test_loss_decreases_on_a_fixed_batch(lewm):
+    model = tiny_model(lewm).train()
     g = torch.Generator().manual_seed(0)
     pixels = torch.randint(0, 256, (16, 4, 32, 32, 3), generator=g, dtype=torch.uint8)
     actions = torch.randn(16, 4, 4, generator=g)
@@ -262,7 +255,7 @@ def write_dataset(path, episodes=6, steps=40, action_dim=2, columns=("pixels", "
     return path
 
 
-def test_stats_columns_and_resume_checks(tmp_path):
+def test_stats_columns_and_resume_checks(lewm, tmp_path):
     ds = open_dataset(write_dataset(tmp_path / "d.lance"))
     stats = lewm.compute_stats(ds, [0, 2])
     rows = np.concatenate([ds.episode_rows(0), ds.episode_rows(2)])
@@ -280,7 +273,7 @@ def test_stats_columns_and_resume_checks(tmp_path):
         lewm.check_resume_compatible({"action_dim": 2, "action_block": 2}, 3, 2, "ck.pt")
 
 
-def test_preset_defaults():
+def test_preset_defaults(lewm):
     assert lewm.preset_defaults([]).encoder == "vit_tiny_patch16_224"
     cpu = lewm.preset_defaults(["--lr", "1", "--preset", "cpu"])
     assert cpu.encoder == "conv" and cpu.image_size == 64 and cpu.preset == "cpu"
@@ -330,10 +323,19 @@ def test_script_trains_checkpoints_and_resumes(tmp_path):
         assert torch.equal(resumed["stats"][key]["mean"], ckpt["stats"][key]["mean"])
 
 
-def test_timm_vit_encoder_uses_cls_token():
+def test_timm_vit_encoder_uses_cls_token(lewm):
     model = lewm.LeWM(action_dim=2, encoder="vit_tiny_patch16_224", image_size=32, patch_size=8, latent_dim=32,
                       proj_hidden=64, pred_depth=1).eval()  # fmt: skip
     assert model.encoder.global_pool == "token" and model.encoder.patch_embed.grid_size == (4, 4)
     assert model.encode(torch.zeros(2, 3, 32, 32, 3, dtype=torch.uint8)).shape == (2, 3, 32)
     with pytest.raises(ValueError, match="'nope': use 'conv' or a timm model name"):
         lewm.LeWM(action_dim=2, encoder="nope")
+
+
+def test_lewm_meets_the_world_model_contract(lewm):
+    """What MPCPolicy and the solvers rely on (swm_core.world_model), checked on a built model."""
+    from swm_core.world_model import LatentWorldModel, WorldModel
+
+    model = tiny_model(lewm)
+    assert isinstance(model, WorldModel) and type(model).default_solver == "cem"
+    assert isinstance(model, LatentWorldModel) is True

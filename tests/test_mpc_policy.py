@@ -1,7 +1,5 @@
 """MPCPolicy: receding horizon, warm start, batching, discrete actions, and the whole loop on a known model."""
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import gymnasium as gym
@@ -15,12 +13,6 @@ from swm_core import MPCPolicy, World
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def load_script(rel):
-    spec = importlib.util.spec_from_file_location(Path(rel).stem, ROOT / rel)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class PointModel(nn.Module):
@@ -107,7 +99,7 @@ def test_action_size_mismatch_and_bad_arguments():
         policy.set_action_space(gym.spaces.Discrete(9))
 
 
-def test_cem_mpc_reaches_two_room_goals_with_an_exact_model():
+def test_cem_mpc_reaches_two_room_goals_with_an_exact_model(load_script):
     """The whole loop (World -> MPCPolicy -> CEM -> get_cost) on an exact model: same-room goals are reached."""
     cem = load_script("solvers/cem_plan.py")
     world = World("swm/TwoRoom-v1", num_envs=4, image_size=16, max_episode_steps=60)
@@ -122,7 +114,7 @@ def test_cem_mpc_reaches_two_room_goals_with_an_exact_model():
 
 @pytest.mark.parametrize("script", ["categorical_cem", "pgd"])
 @pytest.mark.parametrize("env_id", ["swm/TwoRoomDiscrete-v1", "swm/TwoRoomMultiDiscrete-v1"])
-def test_discrete_solver_executes_indices_in_the_discrete_env(env_id, script):
+def test_discrete_solver_executes_indices_in_the_discrete_env(load_script, env_id, script):
     module = load_script(f"solvers/{script}_plan.py")
     world = World(env_id, num_envs=2, image_size=16, max_episode_steps=60)
     table = module.env_action_table(world.envs[0], world.action_space, bins=3)  # the env's own table
@@ -139,7 +131,7 @@ def test_discrete_solver_executes_indices_in_the_discrete_env(env_id, script):
     assert actions.dtype == np.int64 and all(world.action_space.contains(a) for a in actions)
 
 
-def test_table_and_space_mismatch_and_a_bad_plan_shape_are_named():
+def test_table_and_space_mismatch_and_a_bad_plan_shape_are_named(load_script):
     ccem = load_script("solvers/categorical_cem_plan.py")
     from swm_core.envs.two_room import TwoRoomDiscreteEnv
 
@@ -176,7 +168,7 @@ def test_feedforward_policy_in_world():
     assert result["success_rate"] == 1.0
 
 
-def test_cem_main_refuses_a_checkpoint_for_another_action_size(tmp_path):
+def test_cem_main_refuses_a_checkpoint_for_another_action_size(load_script, tmp_path):
     lewm = load_script("baselines/lewm_train.py")
     from swm_core.checkpoint import save_checkpoint
 
@@ -190,7 +182,7 @@ def test_cem_main_refuses_a_checkpoint_for_another_action_size(tmp_path):
         cem.main(args)
 
 
-def tiny_lewm_checkpoint(path, env_id="swm/TwoRoom-v1"):
+def tiny_lewm_checkpoint(load_script, path, env_id="swm/TwoRoom-v1"):
     lewm = load_script("baselines/lewm_train.py")
     from swm_core.checkpoint import save_checkpoint
 
@@ -200,8 +192,8 @@ def tiny_lewm_checkpoint(path, env_id="swm/TwoRoom-v1"):
     return save_checkpoint(path, lewm.LeWM(**config), config, env_id=env_id)
 
 
-def test_solver_mains_refuse_a_checkpoint_of_another_env(tmp_path):
-    path = tiny_lewm_checkpoint(tmp_path / "tworoom.pt")
+def test_solver_mains_refuse_a_checkpoint_of_another_env(load_script, tmp_path):
+    path = tiny_lewm_checkpoint(load_script, tmp_path / "tworoom.pt")
     for script in ("cem", "mppi"):
         module = load_script(f"solvers/{script}_plan.py")
         args = module.Args(checkpoint=str(path), env_id="swm/PushT-v1", episodes=1, num_envs=1, num_samples=4,
@@ -211,9 +203,9 @@ def test_solver_mains_refuse_a_checkpoint_of_another_env(tmp_path):
 
 
 @pytest.mark.parametrize("script", ["cem", "icem", "mppi", "predictive_sampling"])
-def test_solver_mains_hold_block_noise_over_the_models_action_block(tmp_path, monkeypatch, script):
+def test_solver_mains_hold_block_noise_over_the_models_action_block(load_script, tmp_path, monkeypatch, script):
     """--block-noise: the main gives the solver the checkpoint's action_block (2), so each draw covers 2 env steps."""
-    path = tiny_lewm_checkpoint(tmp_path / "tworoom.pt")
+    path = tiny_lewm_checkpoint(load_script, tmp_path / "tworoom.pt")
     module = load_script(f"solvers/{script}_plan.py")
     cls = next(v for k, v in vars(module).items() if k.endswith("Solver") and hasattr(v, "noise"))
     drawn = []
@@ -235,8 +227,8 @@ def test_solver_mains_hold_block_noise_over_the_models_action_block(tmp_path, mo
 
 
 @pytest.mark.parametrize("env_id", ["swm/TwoRoomDiscrete-v1", "swm/TwoRoomMultiDiscrete-v1"])
-def test_discrete_solver_mains_plan_a_two_room_model_in_its_discrete_variants(tmp_path, env_id):
-    path = tiny_lewm_checkpoint(tmp_path / "tworoom.pt")  # trained on the continuous env: same dynamics
+def test_discrete_solver_mains_plan_a_two_room_model_in_its_discrete_variants(load_script, tmp_path, env_id):
+    path = tiny_lewm_checkpoint(load_script, tmp_path / "tworoom.pt")  # trained on the continuous env: same dynamics
     for script in ("categorical_cem", "pgd"):
         module = load_script(f"solvers/{script}_plan.py")
         sizes = dict(num_samples=4, topk=2) if script == "categorical_cem" else dict(num_samples=4)

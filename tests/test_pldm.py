@@ -1,6 +1,5 @@
 """PLDM baseline: each loss term by hand, the rollout, the planning cost, checkpoints, the training script."""
 
-import importlib.util
 import math
 import os
 import re
@@ -13,23 +12,17 @@ import pytest
 import torch
 
 from swm_core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from swm_core.data import LanceWriter, open_dataset
+from swm_core.data import open_dataset
+from swm_core.lance_writer import LanceWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "baselines" / "pldm_train.py"
 
 
-def _load_script(name, path):
-    module_name = f"swm_scripts.baselines.{name}"  # the name swm_core.checkpoint imports scripts under
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]
-
-
-pldm = _load_script("pldm_train", SCRIPT)
+@pytest.fixture(scope="module")
+def pldm(load_script):
+    """The training script's module, loaded through the shared conftest fixture."""
+    return load_script("baselines/pldm_train.py")
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -45,7 +38,7 @@ TINY = dict(action_dim=2, action_block=2, image_size=32, impala_channels=[4, 8],
             predictor="gru", pred_hidden=32, idm_hidden=32)  # fmt: skip
 
 
-def tiny_model(seed=0, **overrides):
+def tiny_model(pldm, seed=0, **overrides):
     torch.manual_seed(seed)
     return pldm.PLDM(**{**TINY, **overrides}).eval()
 
@@ -53,7 +46,7 @@ def tiny_model(seed=0, **overrides):
 # ------------------------------------------------------------------------------------------------ losses
 
 
-def test_variance_hinge_zero_for_unit_variance_positive_for_collapse():
+def test_variance_hinge_zero_for_unit_variance_positive_for_collapse(pldm):
     # 4 samples, 2 features, each feature has unbiased variance exactly 1: sqrt(1 + 1e-4) > 1 -> hinge 0
     x = torch.tensor([[1.0, 0.5], [-1.0, -0.5], [1.0, -1.5], [-1.0, 1.5]], dtype=torch.float64)
     assert torch.allclose(x.var(0), torch.tensor([4 / 3, 5 / 3], dtype=torch.float64))  # >= 1 by construction
@@ -65,7 +58,7 @@ def test_variance_hinge_zero_for_unit_variance_positive_for_collapse():
     assert pldm.variance_loss(x).item() == pytest.approx((1 - math.sqrt(0.5 + 1e-4)) / 2, rel=1e-12)
 
 
-def test_variance_over_time_is_per_trajectory():
+def test_variance_over_time_is_per_trajectory(pldm):
     # (B=2, T=3, D=1): trajectory 0 constant (hinge 0.99), trajectory 1 = (0, 2, 4) (var 4, hinge 0)
     z = torch.tensor([[[5.0], [5.0], [5.0]], [[0.0], [2.0], [4.0]]], dtype=torch.float64)
     assert pldm.variance_loss(z).item() == pytest.approx((1 - math.sqrt(1e-4)) / 2, rel=1e-12)
@@ -75,7 +68,7 @@ def test_variance_over_time_is_per_trajectory():
         pldm.variance_loss(torch.zeros(1, 4))
 
 
-def test_covariance_zero_for_decorrelated_and_exact_for_a_correlated_pair():
+def test_covariance_zero_for_decorrelated_and_exact_for_a_correlated_pair(pldm):
     decorrelated = torch.tensor([[1.0, 1.0], [1.0, -1.0], [-1.0, 1.0], [-1.0, -1.0]], dtype=torch.float64)
     assert pldm.covariance_loss(decorrelated).item() == 0.0
     # features 0 and 1 equal, feature 2 independent of both: x0 = x1 = (1, -1, 1, -1), x2 = (1, 1, -1, -1)
@@ -92,7 +85,7 @@ def test_covariance_zero_for_decorrelated_and_exact_for_a_correlated_pair():
     assert pldm.covariance_loss(both).item() == pytest.approx((1 + 16) / 2 * 2 * (4 / 3) ** 2 / 6, rel=1e-12)
 
 
-def test_smoothness_prediction_and_idm_by_hand():
+def test_smoothness_prediction_and_idm_by_hand(pldm):
     z = torch.tensor([[[0.0, 1.0], [1.0, 1.0], [3.0, 0.0]]], dtype=torch.float64)  # (B=1, T=3, D=2)
     # differences (1, 0), (2, -1): squares 1, 0, 4, 1 -> mean 1.5
     assert pldm.smoothness_loss(z).item() == pytest.approx(1.5, rel=1e-12)
@@ -104,8 +97,8 @@ def test_smoothness_prediction_and_idm_by_hand():
     assert pldm.idm_loss(a_pred, a_true).item() == pytest.approx((1 + 4 + 4) / 4, rel=1e-6)
 
 
-def test_pldm_loss_combines_the_terms_over_an_open_loop_rollout():
-    model = tiny_model().train()
+def test_pldm_loss_combines_the_terms_over_an_open_loop_rollout(pldm):
+    model = tiny_model(pldm).train()
     stats = {"action": {"mean": torch.tensor([0.5, -0.5]), "std": torch.tensor([2.0, 0.5])}}
     model.set_stats(stats)
     g = torch.Generator().manual_seed(0)
@@ -140,8 +133,8 @@ def test_pldm_loss_combines_the_terms_over_an_open_loop_rollout():
         assert all(gr is not None for gr in grads) and sum(gr.abs().sum() for gr in grads) > 0, name
 
 
-def test_loss_decreases_on_a_fixed_batch():
-    model = tiny_model().train()
+def test_loss_decreases_on_a_fixed_batch(pldm):
+    model = tiny_model(pldm).train()
     g = torch.Generator().manual_seed(1)
     pixels = torch.randint(0, 256, (8, 4, 32, 32, 3), generator=g, dtype=torch.uint8)
     actions = torch.randn(8, 4, 4, generator=g)
@@ -156,7 +149,7 @@ def test_loss_decreases_on_a_fixed_batch():
     assert losses[-1] < 0.8 * losses[0]
 
 
-def test_coefficient_sets_overrides_and_window_checks():
+def test_coefficient_sets_overrides_and_window_checks(pldm):
     args = pldm.preset_defaults([])
     assert pldm.loss_coeffs(args) == dict(
         sim=1.0, std=3.98, cov=6.92, std_t=0.245, cov_t=0.0, sim_t=0.742, idm=1.07
@@ -173,7 +166,7 @@ def test_coefficient_sets_overrides_and_window_checks():
         pldm.check_window(1, {**small, "std_t": 0.0})
 
 
-def test_preset_defaults():
+def test_preset_defaults(pldm):
     paper = pldm.preset_defaults([])
     assert (paper.latent_dim, paper.num_steps, paper.predictor, paper.coeffs) == (512, 17, "gru", "two_room")
     cpu = pldm.preset_defaults(["--lr", "1", "--preset", "cpu"])
@@ -195,8 +188,8 @@ def plan_infos(B=2, seed=0):
 
 
 @pytest.mark.parametrize("predictor", ["gru", "mlp"])
-def test_get_cost_shape_memo_differentiable_and_matches_stepping(predictor):
-    model = tiny_model(predictor=predictor)
+def test_get_cost_shape_memo_differentiable_and_matches_stepping(pldm, predictor):
+    model = tiny_model(pldm, predictor=predictor)
     assert (model.action_dim, model.action_block, model.image_size, model.default_solver) == (
         2,
         2,
@@ -223,15 +216,15 @@ def test_get_cost_shape_memo_differentiable_and_matches_stepping(predictor):
     infos["pixels"] = torch.zeros_like(infos["pixels"])
     assert torch.equal(model.get_cost(infos, cand.detach()), cost.detach())
     # the actions are normalised with the stats: shifting the stats and the actions together changes nothing
-    other = tiny_model(predictor=predictor)
+    other = tiny_model(pldm, predictor=predictor)
     other.set_stats({"action": {"mean": torch.tensor([1.5, 0.5]), "std": torch.tensor([2.0, 0.5])}})
     shifted = (cand.detach().reshape(2, 3, 4, 2, 2) + torch.tensor([1.0, 1.0])).reshape(2, 3, 4, 4)
     assert torch.allclose(other.get_cost(plan_infos(), shifted), cost.detach(), atol=1e-5)
 
 
-def test_get_cost_sum_over_steps_and_bad_shapes():
-    summed = tiny_model(cost_sum_steps=True)
-    last = tiny_model()
+def test_get_cost_sum_over_steps_and_bad_shapes(pldm):
+    summed = tiny_model(pldm, cost_sum_steps=True)
+    last = tiny_model(pldm)
     cand = torch.randn(2, 3, 3, 4)
     assert (summed.get_cost(plan_infos(), cand) > last.get_cost(plan_infos(), cand)).all()
     with pytest.raises(ValueError, match=r"action_block\*action_dim = 2\*2, got 6"):
@@ -244,8 +237,8 @@ def test_get_cost_sum_over_steps_and_bad_shapes():
         pldm.PLDM(action_dim=2, predictor="rnn")
 
 
-def test_checkpoint_round_trip_gives_identical_costs(tmp_path):
-    model = tiny_model(predictor="mlp")
+def test_checkpoint_round_trip_gives_identical_costs(pldm, tmp_path):
+    model = tiny_model(pldm, predictor="mlp")
     stats = {"action": {"mean": np.array([0.1, 0.2], np.float32), "std": np.array([0.9, 1.1], np.float32)}}
     model.set_stats(stats)
     config = {**TINY, "predictor": "mlp"}
@@ -258,17 +251,14 @@ def test_checkpoint_round_trip_gives_identical_costs(tmp_path):
     assert torch.equal(loaded.get_cost(plan_infos(), cand), model.get_cost(plan_infos(), cand))
 
 
-def test_loading_a_lewm_checkpoint_as_pldm_fails_clearly(tmp_path):
-    lewm_path = ROOT / "baselines" / "lewm_train.py"
-    if not lewm_path.is_file():
-        pytest.skip("baselines/lewm_train.py is not there to make a LeWM checkpoint")
-    lewm = _load_script("lewm_train", lewm_path)
+def test_loading_a_lewm_checkpoint_as_pldm_fails_clearly(tmp_path, load_script):
+    lewm = load_script("baselines/lewm_train.py")
     config = dict(action_dim=2, action_block=2, history=2, image_size=32, encoder="conv",
                   conv_channels=[4, 8], latent_dim=8, proj_hidden=16, action_hidden=8, pred_depth=1,
                   pred_heads=2, pred_dim_head=4, pred_mlp_dim=16, dropout=0.0)  # fmt: skip
     save_checkpoint(tmp_path / "lewm.pt", lewm.LeWM(**config), config=config)
     with pytest.raises(
-        ValueError, match=r"holds a LeWM \(from baselines/lewm_train.py\).*pass a PLDM checkpoint"
+        ValueError, match=r"holds a LeWM \(from lewm_train.py\).*pass a PLDM checkpoint"
     ):
         load_checkpoint(tmp_path / "lewm.pt", expected_class="PLDM")
 
@@ -289,7 +279,7 @@ def write_dataset(path, episodes=6, steps=30, columns=("pixels", "action"), seed
     return path
 
 
-def test_stats_and_dataset_checks(tmp_path):
+def test_stats_and_dataset_checks(pldm, tmp_path):
     ds = open_dataset(write_dataset(tmp_path / "d.lance"))
     stats = pldm.compute_stats(ds, [0, 2])
     rows = np.concatenate([ds.episode_rows(0), ds.episode_rows(2)])
@@ -306,7 +296,7 @@ def test_stats_and_dataset_checks(tmp_path):
         pldm.check_resume_compatible({"action_dim": 2, "action_block": 2}, 3, 2, "ck.pt")
 
 
-def test_check_finite_names_the_step():
+def test_check_finite_names_the_step(pldm):
     assert pldm.check_finite(0.5, 3) == 0.5
     with pytest.raises(
         FloatingPointError, match="loss became nan at step 17; the last good checkpoint is ck.pt"
@@ -362,3 +352,12 @@ def test_script_rejects_a_dataset_without_actions(tmp_path):
     proc = run_script("--dataset", str(data), "--total-steps", "2", *TINY_FLAGS, check=False)
     assert proc.returncode != 0
     assert "has no 'action' column, which PLDM training needs" in proc.stderr
+
+
+def test_pldm_meets_the_world_model_contract(pldm):
+    """What MPCPolicy and the solvers rely on (swm_core.world_model), checked on a built model."""
+    from swm_core.world_model import LatentWorldModel, WorldModel
+
+    model = tiny_model(pldm)
+    assert isinstance(model, WorldModel) and type(model).default_solver == "mppi"
+    assert isinstance(model, LatentWorldModel) is True

@@ -16,12 +16,12 @@ from swm_core.envs.pusht import (
     K_V,
     SUBSTEPS,
     PushTEnv,
-    PushTExpert,
     angle_error,
     polygon_area,
     pusht_success,
     shape_geometry,
 )
+from swm_core.envs.pusht_expert import PushTExpert
 from swm_core.spaces import RGB, Discrete
 
 # a fixed scene: T block at the centre, bar on top (local y < 0), stem pointing down (+y)

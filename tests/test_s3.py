@@ -13,8 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-from swm_core import formats
-from swm_core.data import OBJECT_STORE_BLOCK_SIZE, LanceWriter, WindowDataset, open_dataset
+from swm_core.convert import convert, output
+from swm_core.data import WindowDataset, open_dataset
+from swm_core.lance_io import OBJECT_STORE_BLOCK_SIZE
+from swm_core.lance_writer import LanceWriter
+from swm_core.s3 import s3_client, s3_storage_options, storage_options_for
+from swm_core.s3file import S3File
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCALBUCKET = shutil.which("localbucket") or str(Path(sys.executable).parent / "localbucket")
@@ -81,7 +85,7 @@ def server(tmp_path_factory):
 def so(server):
     if server.proc is None or server.proc.poll() is not None:
         server.start()
-    return formats.s3_storage_options(server.endpoint, "test", "test", "us-east-1", max_retries=10, retry_timeout=20)
+    return s3_storage_options(server.endpoint, "test", "test", "us-east-1", max_retries=10, retry_timeout=20)
 
 
 def episodes(lengths=(26, 23, 30), size=16, seed=0):
@@ -107,16 +111,16 @@ def test_storage_options_from_flags_and_environment(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AK")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "SK")
     monkeypatch.setenv("AWS_REGION", "eu-west-3")
-    so = formats.s3_storage_options(max_retries=3, retry_timeout=7)
+    so = s3_storage_options(max_retries=3, retry_timeout=7)
     assert so == {"endpoint": "http://10.0.0.1:9000", "allow_http": "true", "aws_access_key_id": "AK",
                   "aws_secret_access_key": "SK", "region": "eu-west-3", "client_max_retries": "3",
                   "client_retry_timeout": "7"}
-    flags = formats.s3_storage_options("https://s3.example.com", "k2", "s2", "us-west-2")
+    flags = s3_storage_options("https://s3.example.com", "k2", "s2", "us-west-2")
     assert flags["endpoint"] == "https://s3.example.com" and "allow_http" not in flags
     assert flags["aws_access_key_id"] == "k2" and flags["region"] == "us-west-2"
-    assert formats.storage_options_for("data/local.lance") is None
+    assert storage_options_for("data/local.lance") is None
     with pytest.raises(ValueError, match="ftp://x"):
-        formats.s3_storage_options("ftp://x")
+        s3_storage_options("ftp://x")
 
 
 def test_write_read_and_windows_through_s3(server, so, tmp_path):
@@ -151,7 +155,7 @@ def test_s3_batches_are_read_in_large_blocks(tmp_path):
     srv = Server(root, log=log)
     srv.start()
     try:
-        so = formats.s3_storage_options(srv.endpoint, "test", "test", "us-east-1")
+        so = s3_storage_options(srv.endpoint, "test", "test", "us-east-1")
         eps = episodes(lengths=(120, 110, 130, 125), size=48)  # raw 7 KB frames: 3.3 MB of pixels in all
         local, remote = tmp_path / "l.lance", f"s3://{BUCKET}/blocks.lance"
         write(local, eps)
@@ -206,12 +210,12 @@ def test_collect_script_to_s3_with_flags_and_a_tag(server, so, tmp_path):
     assert open_dataset(path, storage_options=so).num_episodes == 2  # the refused run recorded nothing
 
 
-def test_training_reads_an_s3_version_with_flags(server, so, tmp_path):
+def test_training_reads_an_s3_version_with_flags(server, so, tmp_path, load_script):
     import test_lewm
 
     from swm_core.checkpoint import read_checkpoint
 
-    lewm = test_lewm.lewm
+    lewm = load_script("baselines/lewm_train.py")
     path = f"s3://{BUCKET}/train.lance"
     write(path, episodes(lengths=(30, 30, 30), seed=5), so)
     write(path, episodes(lengths=(30, 30, 30), seed=6), so)  # version 2: six episodes
@@ -241,13 +245,13 @@ def test_convert_to_and_from_s3(so, tmp_path):
     eps = episodes(seed=1)
     local = tmp_path / "l.lance"
     write(local, eps)
-    formats.convert(local, f"s3://{BUCKET}/conv.h5", dst_storage_options=so, compression="gzip")
-    out = formats.convert(f"s3://{BUCKET}/conv.h5", f"s3://{BUCKET}/conv.lance", storage_options=so, tag="v-h5")
+    convert(local, f"s3://{BUCKET}/conv.h5", dst_storage_options=so, compression="gzip")
+    out = convert(f"s3://{BUCKET}/conv.h5", f"s3://{BUCKET}/conv.lance", storage_options=so, tag="v-h5")
     assert out["version"] == 1
-    formats.convert(f"s3://{BUCKET}/conv.lance", tmp_path / "back.mp4", storage_options=so,
+    convert(f"s3://{BUCKET}/conv.lance", tmp_path / "back.mp4", storage_options=so,
                     dst_storage_options=None, version="v-h5")
-    formats.convert(tmp_path / "back.mp4", f"s3://{BUCKET}/conv.mp4", dst_storage_options=so)
-    formats.convert(f"s3://{BUCKET}/conv.mp4", tmp_path / "back.lance", storage_options=so, dst_storage_options=None)
+    convert(tmp_path / "back.mp4", f"s3://{BUCKET}/conv.mp4", dst_storage_options=so)
+    convert(f"s3://{BUCKET}/conv.mp4", tmp_path / "back.lance", storage_options=so, dst_storage_options=None)
     a, b = open_dataset(local), open_dataset(tmp_path / "back.lance")
     ra, rb = a.read_rows(np.arange(a.num_rows)), b.read_rows(np.arange(b.num_rows))
     for c in a.columns:
@@ -284,21 +288,21 @@ def test_server_restart_mid_epoch_is_retried(server, so, tmp_path):
 
 def test_unreachable_endpoint_names_it(tmp_path):
     port = free_port()  # nothing listens there
-    so = formats.s3_storage_options(f"http://127.0.0.1:{port}", "a", "b", max_retries=1, retry_timeout=1)
+    so = s3_storage_options(f"http://127.0.0.1:{port}", "a", "b", max_retries=1, retry_timeout=1)
     expected = ConnectionError
     with pytest.raises(expected, match=f"127.0.0.1:{port}"):
         open_dataset(f"s3://{BUCKET}/x.lance", storage_options=so)
     with pytest.raises(ConnectionError, match=f"S3 endpoint http://127.0.0.1:{port}"):
-        formats.convert(f"s3://{BUCKET}/x.lance", tmp_path / "x.h5", storage_options=so)
+        convert(f"s3://{BUCKET}/x.lance", tmp_path / "x.h5", storage_options=so)
     with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):
-        formats.S3File(f"s3://{BUCKET}/x.h5", so, retries=1)
+        S3File(f"s3://{BUCKET}/x.h5", so, retries=1)
     with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}"):  # not "a corrupted HDF5 file"
-        formats.convert(f"s3://{BUCKET}/x.h5", tmp_path / "y.lance", storage_options=so)
+        convert(f"s3://{BUCKET}/x.h5", tmp_path / "y.lance", storage_options=so)
     local = tmp_path / "l.lance"
     write(local, episodes(lengths=(12,)))
     for name in ("x.h5", "x.mp4"):  # an unreachable destination, too
         with pytest.raises(ConnectionError, match=f"S3 endpoint http://127.0.0.1:{port}"):
-            formats.convert(local, f"s3://{BUCKET}/{name}", dst_storage_options=so)
+            convert(local, f"s3://{BUCKET}/{name}", dst_storage_options=so)
     assert not (tmp_path / "x.h5").exists() and not (tmp_path / "y.lance").exists()
 
 
@@ -307,8 +311,8 @@ def test_failed_folder_overwrite_never_reads_as_complete(so, tmp_path, monkeypat
     write(old, episodes(lengths=(26, 23, 30), seed=3))
     write(new, episodes(lengths=(26, 23), seed=4))
     dst = f"s3://{BUCKET}/replaced.mp4"
-    formats.convert(old, dst, dst_storage_options=so)
-    real_client = formats.s3_client
+    convert(old, dst, dst_storage_options=so)
+    real_client = s3_client
 
     def failing_client(storage_options):  # the third uploaded file fails: the new folder is half written
         client, calls = real_client(storage_options), []
@@ -323,14 +327,14 @@ def test_failed_folder_overwrite_never_reads_as_complete(so, tmp_path, monkeypat
         client.upload_file = upload_file
         return client
 
-    monkeypatch.setattr(formats, "s3_client", failing_client)
+    monkeypatch.setattr(output, "s3_client", failing_client)
     with pytest.raises(ConnectionError, match="mid-upload"):
-        formats.convert(new, dst, dst_storage_options=so, overwrite=True)
-    monkeypatch.setattr(formats, "s3_client", real_client)
+        convert(new, dst, dst_storage_options=so, overwrite=True)
+    monkeypatch.setattr(output, "s3_client", real_client)
     with pytest.raises(ValueError, match="has no swm_mp4.json"):  # no mix of old and new episodes
-        formats.convert(dst, tmp_path / "mixed.lance", storage_options=so)
-    formats.convert(new, dst, dst_storage_options=so, overwrite=True)  # a complete replacement: only the new files
-    formats.convert(dst, tmp_path / "back.lance", storage_options=so)
+        convert(dst, tmp_path / "mixed.lance", storage_options=so)
+    convert(new, dst, dst_storage_options=so, overwrite=True)  # a complete replacement: only the new files
+    convert(dst, tmp_path / "back.lance", storage_options=so)
     back = open_dataset(tmp_path / "back.lance")
     assert back.num_episodes == 2 and back.episode_lengths.tolist() == [26, 23]
     listed = real_client(so).list_objects_v2(Bucket=BUCKET, Prefix="replaced.mp4/")["Contents"]

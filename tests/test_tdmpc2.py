@@ -1,7 +1,6 @@
 """TD-MPC2 baseline: two-hot/symlog/SimNorm math, Q targets, rho weighting, hindsight goals and rewards, the
 planning cost, the MPPI solver, checkpoints and the training/evaluation script end to end."""
 
-import importlib.util
 import math
 import os
 import re
@@ -14,29 +13,23 @@ import pytest
 import torch
 
 from swm_core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from swm_core.data import LanceWriter, open_dataset
+from swm_core.data import open_dataset
+from swm_core.lance_writer import LanceWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "baselines" / "tdmpc2_train.py"
-MODULE = "swm_scripts.baselines.tdmpc2_train"  # the name swm_core.checkpoint imports the script under
 
 
-def _load_script():
-    if MODULE not in sys.modules:
-        spec = importlib.util.spec_from_file_location(MODULE, SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[MODULE] = module
-        spec.loader.exec_module(module)
-    return sys.modules[MODULE]
-
-
-td = _load_script()
+@pytest.fixture(scope="module")
+def td(load_script):
+    """The training script's module, loaded through the shared conftest fixture."""
+    return load_script("baselines/tdmpc2_train.py")
 
 # 40 px frames: the encoder's convs give 8 channels x 1 x 1 = 8 latent features (one SimNorm group)
 TINY = dict(action_dim=2, action_block=2, image_size=40, num_channels=8, mlp_dim=16, num_q=5, shift_pad=2)
 
 
-def tiny_model(seed=0, **overrides):
+def tiny_model(td, seed=0, **overrides):
     torch.manual_seed(seed)
     model = td.TDMPC2(**{**TINY, **overrides})
     with torch.no_grad():  # stand-in for training: the reward and Q output layers start at exactly zero
@@ -46,11 +39,11 @@ def tiny_model(seed=0, **overrides):
     return model.eval()
 
 
-def args_like(**overrides):
+def args_like(td, **overrides):
     return td.Args(**overrides)
 
 
-def set_constant_head(head, value, num_bins=101):
+def set_constant_head(td, head, value, num_bins=101):
     """Make an MLP head output (logits of) the two-hot of `value` whatever its input."""
     with torch.no_grad():
         head[-1].weight.zero_()
@@ -60,7 +53,7 @@ def set_constant_head(head, value, num_bins=101):
 # ------------------------------------------------------------------------------------- small pieces
 
 
-def test_symlog_symexp_are_inverse():
+def test_symlog_symexp_are_inverse(td):
     x = torch.tensor([-1e4, -20.0, -1.0, -1e-3, 0.0, 1e-3, 0.5, 7.0, 1e4], dtype=torch.float64)
     assert torch.allclose(td.symexp(td.symlog(x)), x, rtol=1e-12, atol=0)
     assert td.symlog(torch.tensor(math.e - 1)).item() == pytest.approx(1.0)
@@ -68,7 +61,7 @@ def test_symlog_symexp_are_inverse():
     assert td.symlog(torch.tensor(0.0)).item() == 0.0
 
 
-def test_two_hot_exact_bin_weights():
+def test_two_hot_exact_bin_weights(td):
     # symlog(e^0.55 - 1) = 0.55 lies between bins 52 (0.4) and 53 (0.6) of linspace(-10, 10, 101): weights 1/4, 3/4
     w = td.two_hot(torch.tensor(math.expm1(0.55), dtype=torch.float64))
     assert w.shape == (101,)
@@ -83,7 +76,7 @@ def test_two_hot_exact_bin_weights():
     assert td.two_hot(torch.tensor(-1e6))[0].item() == pytest.approx(1.0)
 
 
-def test_two_hot_round_trip_through_logits():
+def test_two_hot_round_trip_through_logits(td):
     x = torch.tensor([[-40.0, -3.7, -1.0, 0.0], [0.25, 2.0, 19.0, 500.0]], dtype=torch.float64)
     w = td.two_hot(x)
     assert w.shape == (2, 4, 101)
@@ -99,7 +92,7 @@ def test_two_hot_round_trip_through_logits():
     assert (td.soft_ce(torch.zeros(2, 4, 101, dtype=torch.float64), x) > ce).all()
 
 
-def test_simnorm_sums_to_one_per_group():
+def test_simnorm_sums_to_one_per_group(td):
     x = torch.randn(3, 5, 32) * 4
     y = td.simnorm(x, 8)
     assert y.shape == x.shape and (y > 0).all()
@@ -108,12 +101,12 @@ def test_simnorm_sums_to_one_per_group():
     assert torch.allclose(y[0, 0, 8:16], torch.softmax(x[0, 0, 8:16], 0))
     with pytest.raises(ValueError, match="divisible by the group size 8, got 30"):
         td.simnorm(torch.randn(2, 30))
-    model = tiny_model()
+    model = tiny_model(td)
     z = model.encode(torch.randint(0, 256, (4, 40, 40, 3), dtype=torch.uint8))
     assert z.shape == (4, 8) and torch.allclose(z.sum(-1), torch.ones(4), atol=1e-6)
 
 
-def test_encoder_latent_size_and_shift_augmentation():
+def test_encoder_latent_size_and_shift_augmentation(td):
     # 64 px: (64-7)//2+1 = 29 -> 13 -> 6 -> 4, so 32 channels give 512 features (TD-MPC2's latent)
     assert td.PixelEncoder(64, 32).latent_dim == 512
     with pytest.raises(ValueError, match="image_size 32 is too small"):
@@ -128,12 +121,12 @@ def test_encoder_latent_size_and_shift_augmentation():
         assert abs(dy) <= 2 and rows == [min(max(i + dy, 0), 5) for i in range(6)]
 
 
-def test_rho_weights_and_loss_weighting():
+def test_rho_weights_and_loss_weighting(td):
     assert td.rho_weights(4, 0.5).tolist() == [1.0, 0.5, 0.25, 0.125]
     # a reward head that always predicts -1: changing the target of step t changes the reward loss by rho^t * c / H
-    model = tiny_model()
-    set_constant_head(model._reward, -1.0)
-    args = args_like(rho=0.5)
+    model = tiny_model(td)
+    set_constant_head(td, model._reward, -1.0)
+    args = args_like(td, rho=0.5)
     B, H = 4, 3
     g = torch.Generator().manual_seed(0)
     batch = {
@@ -156,11 +149,11 @@ def test_rho_weights_and_loss_weighting():
 # ------------------------------------------------------------------------------------------- Q values
 
 
-def test_q_target_is_min_of_two_sampled_heads():
-    model = tiny_model()
+def test_q_target_is_min_of_two_sampled_heads(td):
+    model = tiny_model(td)
     values = [-3.0, -1.0, -6.0, -2.0, -4.5]
     for head, v in zip(model._target_qs, values):
-        set_constant_head(head, v)
+        set_constant_head(td, head, v)
     z, a = torch.rand(7, 8), torch.rand(7, 4)
     seen = set()
     for seed in range(12):
@@ -182,11 +175,11 @@ def test_q_target_is_min_of_two_sampled_heads():
         model.q(z, a, z, "max")
 
 
-def test_td_target_uses_min_of_two_target_heads_and_the_done_mask():
-    model = tiny_model()
+def test_td_target_uses_min_of_two_target_heads_and_the_done_mask(td):
+    model = tiny_model(td)
     values = [-3.0, -1.0, -6.0, -2.0, -4.5]
     for head, v in zip(model._target_qs, values):
-        set_constant_head(head, v)
+        set_constant_head(td, head, v)
     B, H = 6, 2
     g = torch.Generator().manual_seed(1)
     reward = -torch.ones(B, H)
@@ -200,7 +193,7 @@ def test_td_target_uses_min_of_two_target_heads_and_the_done_mask():
     for seed in (0, 3):
         idx = td.sample_heads(5, torch.Generator().manual_seed(seed))
         q_next = min(values[i] for i in idx)
-        parts = td.model_losses(model, batch, args_like(), generator=torch.Generator().manual_seed(seed))[1]
+        parts = td.model_losses(model, batch, args_like(td), generator=torch.Generator().manual_seed(seed))[1]
         expected = (reward + model.discount * (1 - done) * q_next).mean()
         assert parts["td_target"].item() == pytest.approx(expected.item(), abs=1e-3)
 
@@ -208,7 +201,7 @@ def test_td_target_uses_min_of_two_target_heads_and_the_done_mask():
 # ----------------------------------------------------------------------------------- goals and rewards
 
 
-def test_success_rules():
+def test_success_rules(td):
     two_room = td.SuccessRule("swm/TwoRoom-v1")
     s = np.array([[100.0, 50.0], [100.0, 50.0]])
     g = np.array([[115.9, 50.0], [100.0, 66.0]])
@@ -250,7 +243,7 @@ def write_point_dataset(path, episodes=6, T=30, with_state=True, env_id="swm/Poi
     return path
 
 
-def test_goal_windows_relabel_goals_and_rewards(tmp_path):
+def test_goal_windows_relabel_goals_and_rewards(td, tmp_path):
     path = write_point_dataset(tmp_path / "p.lance")
     rule = td.SuccessRule("swm/Point-v0", success_distance=2.5)
     ds = td.GoalWindowDataset(path, num_steps=3, frameskip=2, success=rule, split="all", seed=0,
@@ -287,7 +280,7 @@ def test_goal_windows_relabel_goals_and_rewards(tmp_path):
         td.GoalWindowDataset(path, num_steps=3, frameskip=2, success=rule, goal_probs=(0.5, 0.5, 0.5))
 
 
-def test_dataset_without_state_is_rejected(tmp_path):
+def test_dataset_without_state_is_rejected(td, tmp_path):
     ds = open_dataset(write_point_dataset(tmp_path / "n.lance", episodes=2, with_state=False))
     with pytest.raises(ValueError, match="has no 'state' column, which TD-MPC2 training needs"):
         td.check_columns(ds)
@@ -306,8 +299,8 @@ def plan_infos(B=2, seed=0):
             "goal": torch.randint(0, 256, (B, 40, 40, 3), generator=g, dtype=torch.uint8)}  # fmt: skip
 
 
-def test_get_cost_shape_memo_differentiable_and_matches_one_step():
-    model = tiny_model()
+def test_get_cost_shape_memo_differentiable_and_matches_one_step(td):
+    model = tiny_model(td)
     infos = plan_infos()
     cand = (torch.rand(2, 6, 3, 4) * 2 - 1).requires_grad_(True)
     cost = model.get_cost(infos, cand)
@@ -327,8 +320,8 @@ def test_get_cost_shape_memo_differentiable_and_matches_one_step():
         model.get_cost(infos, torch.zeros(3, 6, 3, 4))
 
 
-def test_solver_returns_bounded_seeded_plans():
-    model = tiny_model()
+def test_solver_returns_bounded_seeded_plans(td):
+    model = tiny_model(td)
     low, high = torch.tensor([-0.5, -1.0, -0.2, 0.0]), torch.tensor([0.3, 1.0, 0.2, 0.4])
     kw = dict(iterations=3, num_samples=64, num_elites=8, num_pi_trajs=6)
 
@@ -350,7 +343,7 @@ def test_solver_returns_bounded_seeded_plans():
         td.TDMPC2Solver(model, **kw)(lambda c: c.square().sum((-1, -2)), torch.zeros(2, 3, 4), low, high)
 
 
-def test_solver_without_policy_samples_finds_a_known_optimum():
+def test_solver_without_policy_samples_finds_a_known_optimum(td):
     target = torch.tensor([0.5, -0.25, 0.8, 0.0])
     solver = td.TDMPC2Solver(None, iterations=6, num_samples=512, num_elites=64, num_pi_trajs=0, seed=3)
     cost = lambda c: (c - target).square().sum((-1, -2)) * 10  # noqa: E731
@@ -359,7 +352,7 @@ def test_solver_without_policy_samples_finds_a_known_optimum():
     assert cost(plan[:, None]).max() < 0.05 * cost(torch.zeros(3, 1, 2, 4)).min()
 
 
-def test_solver_errors_name_the_solver():
+def test_solver_errors_name_the_solver(td):
     solver = td.TDMPC2Solver(None, iterations=1, num_samples=8, num_elites=2, num_pi_trajs=0)
     low, high = -torch.ones(4), torch.ones(4)
     with pytest.raises(ValueError, match=r"TDMPC2Solver: cost_fn must return \(B, S\) = \(3, \d+\), got \(3,\)"):
@@ -373,8 +366,8 @@ def test_solver_errors_name_the_solver():
 # ------------------------------------------------------------------------------------------ checkpoints
 
 
-def test_checkpoint_round_trip_gives_identical_costs(tmp_path):
-    model = tiny_model()
+def test_checkpoint_round_trip_gives_identical_costs(td, tmp_path):
+    model = tiny_model(td)
     model.q_scale.fill_(3.5)
     stats = {"action": {"mean": np.array([0.1, 0.2], np.float32), "std": np.array([0.9, 1.1], np.float32)}}
     model.set_stats(stats)
@@ -431,12 +424,12 @@ def test_script_trains_checkpoints_and_resumes(tmp_path):
     assert torch.equal(resumed["stats"]["state"]["mean"], ckpt["stats"]["state"]["mean"])
 
 
-def test_script_evaluates_a_checkpoint_on_two_room(tmp_path):
+def test_script_evaluates_a_checkpoint_on_two_room(td, tmp_path):
     from swm_core import RandomPolicy, World
 
     with World("swm/TwoRoom-v1", num_envs=2, image_size=40, max_episode_steps=20, seed=0) as world:
         world.collect(tmp_path / "tr.lance", episodes=4, seed=0, policy=RandomPolicy(seed=0), progress=False)
-    save_checkpoint(tmp_path / "m.pt", tiny_model(), config=TINY, env_id="swm/TwoRoom-v1", step=0)
+    save_checkpoint(tmp_path / "m.pt", tiny_model(td), config=TINY, env_id="swm/TwoRoom-v1", step=0)
     out = run_script("--eval-only", "--resume", str(tmp_path / "m.pt"), "--eval-dataset", str(tmp_path / "tr.lance"),
                      "--eval-episodes", "2", "--goal-offset", "4", "--eval-budget", "6", "--eval-num-envs", "2",
                      "--plan-horizon", "2", "--num-samples", "16", "--num-elites", "4", "--num-pi-trajs", "2",
@@ -446,3 +439,12 @@ def test_script_evaluates_a_checkpoint_on_two_room(tmp_path):
     assert set(rows) == {"tdmpc2 (MPPI + pi)", "pi prior only", "no-op", "random"}, out
     assert all(float(v) in (0.0, 50.0, 100.0) for v in rows.values())  # 2 episodes each
     assert re.search(r"^dataset blocks \(held-out\)\s+-\s+-\s+-\s+\d+\.\d{3}", out, re.M), out
+
+
+def test_tdmpc2_meets_the_world_model_contract(td):
+    """What MPCPolicy and the solvers rely on (swm_core.world_model), checked on a built model."""
+    from swm_core.world_model import LatentWorldModel, WorldModel
+
+    model = tiny_model(td)
+    assert isinstance(model, WorldModel) and type(model).default_solver == "tdmpc2"
+    assert isinstance(model, LatentWorldModel) is False

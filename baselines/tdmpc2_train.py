@@ -74,6 +74,7 @@ from torch import nn
 from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
 from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint, save_checkpoint
 from swm_core.data import WindowDataset, open_dataset
+from swm_core.envs import pusht, two_room
 from swm_core.s3 import is_s3, s3_storage_options
 
 
@@ -578,13 +579,9 @@ class SuccessRule:
                 raise ValueError(f"--success-distance must be > 0, got {success_distance}")
             self.kind, self.distance = "distance", float(success_distance)
         elif env_id and "TwoRoom" in env_id:
-            from swm_core.envs.two_room import SUCCESS_DISTANCE
-
-            self.kind, self.distance = "two_room", SUCCESS_DISTANCE
+            self.kind, self.distance = "two_room", two_room.SUCCESS_DISTANCE
         elif env_id and "PushT" in env_id:
-            from swm_core.envs.pusht import SUCCESS_DISTANCE
-
-            self.kind, self.distance = "pusht", SUCCESS_DISTANCE
+            self.kind, self.distance = "pusht", pusht.SUCCESS_DISTANCE
         else:
             raise ValueError(f"no success rule for env {env_id!r}: pass --success-distance D (success = L2 over the "
                              f"state < D); built in: swm/TwoRoom-v1, swm/PushT-v1")  # fmt: skip
@@ -596,10 +593,8 @@ class SuccessRule:
             return np.linalg.norm(states - goals, axis=-1) < self.distance
         if self.kind == "two_room":
             return np.linalg.norm(states[..., :2] - goals[..., :2], axis=-1) < self.distance
-        from swm_core.envs.pusht import SUCCESS_ANGLE, angle_error
-
         close = np.linalg.norm(states[..., :4] - goals[..., :4], axis=-1) < self.distance
-        return close & (angle_error(states[..., 4], goals[..., 4]) < SUCCESS_ANGLE)
+        return close & (pusht.angle_error(states[..., 4], goals[..., 4]) < pusht.SUCCESS_ANGLE)
 
 
 def goal_rewards(states, goal_states, success):

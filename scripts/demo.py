@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import tyro
 
+from swm_core.envs.two_room import TwoRoomEnv
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -66,8 +68,6 @@ def run(cmd: list[str], threads: int) -> None:
 
 
 def cross_room(start_state: np.ndarray, goal_state: np.ndarray) -> np.ndarray:
-    from swm_core.envs.two_room import TwoRoomEnv
-
     return np.array([TwoRoomEnv.room_of(s) != TwoRoomEnv.room_of(g) for s, g in zip(start_state, goal_state)])
 
 

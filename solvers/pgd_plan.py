@@ -212,7 +212,7 @@ class PGDSolver:
         num_samples: relaxations optimized in parallel per env (S).
         iters: cost evaluations per relaxation (each with its gradient): the start point, then one per trial step.
             The loop stops early once no relaxation can move (every one is a fixed point of its projected step).
-        lr: size of the first trial step, as the largest change of a probability it would make (0.1: 10 points).
+        lr: size of the first trial step, as about the largest change of a probability it makes (0.1: 10 points).
         decode_samples: decodings scored per relaxation: its argmax plus ``decode_samples - 1`` sequences drawn
             from it (Gumbel-max). A relaxed optimum is often a blend (e.g. "move" with p 3/8 at every step), which
             argmax alone decodes to "never move"; draws from the blend recover the right counts.

@@ -1,6 +1,9 @@
 """The nine MPC solvers against problems with known optima: a bounded linear-quadratic reach task (exact optimum
 from a long FISTA solve), a grid shortest path (discrete), a constrained quadratic with a hand-computed KKT point.
-Plus batching independence, seeding, bounds, warm starts and every input check."""
+Then independent analytic problems: rotated coupled dynamics with asymmetric bounds (every candidate a cost sees
+lies exactly inside the bounds), discrete sequences with an enumerated optimum (PGD's relaxation is solved), and
+per-step norm balls with several active (the augmented Lagrangian meets the KKT conditions). Plus batching
+independence, seeding, bounds, warm starts and every input check."""
 
 import importlib.util
 import math

@@ -1,9 +1,7 @@
 # Env throughput of World.collect (Push-T, Two-Room, 64 px, 4 envs): `python benchmarks/env_speed.py [--quick]`.
 """Steps/s of ``World.collect`` (stepping, rendering, bookkeeping, JPEG encoding and Lance commits) beside the
-bare env loop (reset + step + render, nothing recorded), measured in one run. The reference: the existing
-stable-worldmodel package collected 307 (Push-T) and 323 (Two-Room) steps/s at the default settings (64 px,
-4 envs, JPEG) on this machine kind, as the Foundation issue (#2) measured it; those figures are not rerun here,
-and are shown only beside runs at those settings."""
+bare env loop (reset + step + render, nothing recorded), measured in one run: collect/bare is what recording
+costs. The paper gives no per-env figure to compare with."""
 
 from __future__ import annotations
 
@@ -23,8 +21,6 @@ from swm_core.checkpoint import import_script
 
 common = import_script(Path(__file__).with_name("common.py"))
 
-REFERENCE_OFFICIAL = {"swm/PushT-v1": 307.0, "swm/TwoRoom-v1": 323.0}  # issue #2, 64 px, 4 envs, JPEG
-REFERENCE_SETTINGS = {"image_size": 64, "num_envs": 4, "encoding": "jpeg"}
 
 
 @dataclass
@@ -90,23 +86,14 @@ def main(args: Args) -> dict:
     for env_id in args.envs:
         bare = max(bare_loop(env_id, args.image_size, 2000) for _ in range(args.repeats))
         coll = max(collect_rate(args, env_id) for _ in range(args.repeats))
-        same_settings = all(getattr(args, k) == v for k, v in REFERENCE_SETTINGS.items())
-        ref = REFERENCE_OFFICIAL.get(env_id) if same_settings else None
         rows.append({"env_id": env_id, "bare_env_steps_per_s": bare, "collect_steps_per_s": coll,
-                     "collect_over_bare": coll / bare, "official_reference_steps_per_s": ref,
-                     "speedup_vs_official_reference": coll / ref if ref else None})
+                     "collect_over_bare": coll / bare})
     print(f"\nWorld.collect at {args.image_size} px, {args.num_envs} envs, {args.encoding}, best of {args.repeats} "
           f"(command: {command})")
-    print(f"{'env':<18}{'bare env steps/s':>18}{'collect steps/s':>17}{'collect/bare':>14}"
-          f"{'official (ref.)':>17}{'vs official':>13}")
+    print(f"{'env':<18}{'bare env steps/s':>18}{'collect steps/s':>17}{'collect/bare':>14}")
     for r in rows:
-        ref = r["official_reference_steps_per_s"]
         print(f"{r['env_id']:<18}{r['bare_env_steps_per_s']:>18,.0f}{r['collect_steps_per_s']:>17,.0f}"
-              f"{r['collect_over_bare']:>14.2f}{ref or float('nan'):>17,.0f}"
-              f"{r['speedup_vs_official_reference'] or float('nan'):>12.1f}x")
-    note = ("official figures: stable-worldmodel's World.collect on this machine kind at 64 px, 4 envs, JPEG (issue "
-            "#2's measurement, not rerun here; shown only at those settings)")
-    print(note)
+              f"{r['collect_over_bare']:>14.2f}")
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     results = {"args": vars(args), "command": command, "rows": rows}
@@ -114,22 +101,20 @@ def main(args: Args) -> dict:
     plt = common.pyplot()
     fig, ax = plt.subplots(figsize=(6, 3.5))
     x = np.arange(len(rows))
-    ax.bar(x - 0.2, [r["collect_steps_per_s"] for r in rows], 0.4, label="swm World.collect")
-    ax.bar(x + 0.2, [r["official_reference_steps_per_s"] or 0 for r in rows], 0.4, label="official (reference)")
+    ax.bar(x - 0.2, [r["bare_env_steps_per_s"] for r in rows], 0.4, label="bare env loop")
+    ax.bar(x + 0.2, [r["collect_steps_per_s"] for r in rows], 0.4, label="swm World.collect")
     ax.set_xticks(x, [r["env_id"] for r in rows])
     ax.set_ylabel("env steps / s")
     ax.legend()
     common.save_figure(fig, out / "env_speed.png")
     print(f"wrote {out / 'env_speed.json'} and {out / 'env_speed.png'}")
-    keys = ["env_id", "bare_env_steps_per_s", "collect_steps_per_s", "collect_over_bare",
-            "official_reference_steps_per_s", "speedup_vs_official_reference"]
+    keys = ["env_id", "bare_env_steps_per_s", "collect_steps_per_s", "collect_over_bare"]
     table = common.table(
         f"World.collect at {args.image_size} px, {args.num_envs} envs, {args.encoding}, {args.episodes} episodes of "
         f"{args.max_episode_steps} steps, best of {args.repeats}",
-        ["env", "bare env steps/s", "collect steps/s", "collect/bare", "official (ref.) steps/s", "vs official"],
+        ["env", "bare env steps/s", "collect steps/s", "collect/bare"],
         [[r[k] for k in keys] for r in rows],
-        formats={"bare env steps/s": ",.0f", "collect steps/s": ",.0f", "collect/bare": ".2f",
-                 "official (ref.) steps/s": ",.0f", "vs official": ".1f"}, notes=[note])
+        formats={"bare env steps/s": ",.0f", "collect steps/s": ",.0f", "collect/bare": ".2f"})
     results["record"] = str(common.write_record(
         out, "env_speed", config, title="Env throughput of World.collect", command=command, seeds=[0],
         quick=args.quick, tables=[table], seconds=time.perf_counter() - t_start))

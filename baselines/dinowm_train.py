@@ -60,7 +60,18 @@ from torch import nn
 
 from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint, save_checkpoint
 from swm_core.data import WindowDataset, open_dataset
+from swm_core.distributed import (
+    ShardedBatches,
+    average_gradients,
+    broadcast_module,
+    mean_over_processes,
+    setup,
+    teardown,
+)
 from swm_core.s3 import is_s3, s3_storage_options
+from swm_core.train_state import LossLog, seed_step
+from swm_core.train_state import load as load_train_state
+from swm_core.train_state import save as save_train_state
 
 
 @dataclass
@@ -72,7 +83,7 @@ class Args:
     torch_deterministic: bool = True
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     device: str = "auto"
-    """torch device: `auto` picks cuda if available, else mps, else cpu"""
+    """torch device: `auto` picks cuda if available, else mps, else cpu (under torchrun: cuda:LOCAL_RANK or cpu)"""
     track: bool = False
     """if toggled, log to Weights and Biases (offline automatically when WANDB_API_KEY is unset)"""
     wandb_project: str = "swm"
@@ -154,7 +165,7 @@ class Args:
     weight_decay: float = 1e-2
     """AdamW weight decay"""
     batch_size: int = 32
-    """windows per optimisation step"""
+    """windows per optimisation step and process (under torchrun the global batch is this times the processes)"""
     grad_clip: float = 1.0
     """max global gradient norm (0: no clipping)"""
     total_steps: int = 50_000
@@ -170,9 +181,14 @@ class Args:
     checkpoint_every: int = 5_000
     """steps between checkpoints (always one at the end)"""
     output: str | None = None
-    """checkpoint path (default runs/<run_name>/model.pt); the optimizer goes to optim.pt beside it"""
+    """checkpoint path (default runs/<run_name>/model.pt); the training state (optimizer, data position) goes to
+    <stem>.train-<step>.pt beside it"""
     resume: str | None = None
-    """checkpoint to resume from (model, optimizer, step; its model config overrides the model flags)"""
+    """checkpoint to resume from exactly (model, optimizer, data position, step; its model config overrides the
+    model flags); any number of processes"""
+    loss_log: str | None = None
+    """if set, append every step's losses to this JSON-lines file ({"step", "loss", ...}; on --resume the lines
+    after the resume step are dropped first)"""
 
 
 # The CPU preset: Two-Room at 64 px in a few CPU minutes (python baselines/dinowm_train.py --preset cpu ...).
@@ -678,19 +694,13 @@ class FeatureCache:
         return out
 
 
-def cached_batches(cache: FeatureCache, batch_size: int, seed: int):
-    """Endless seeded epochs of shuffled cached windows (the last incomplete batch of each epoch dropped)."""
-    g = torch.Generator().manual_seed(seed)
-    while True:
-        perm = torch.randperm(len(cache), generator=g).numpy()
-        for i in range(0, len(perm) - batch_size + 1, batch_size):
-            yield cache.batch(perm[i : i + batch_size])
-
-
-def loader_batches(loader):
-    """Endless epochs of a DataLoader."""
-    while True:
-        yield from loader
+def cached_batches(cache: FeatureCache, batch_size: int, seed: int, batches: ShardedBatches | None = None):
+    """Endless seeded epochs of shuffled cached windows (the last incomplete batch of each epoch dropped): one
+    permutation per epoch from a generator seeded with `seed`, or the index lists of `batches` (this process's
+    slices of the global batches, from its position)."""
+    batches = batches or ShardedBatches(len(cache), batch_size, seed, order="randperm")
+    for idx in batches.stream():
+        yield cache.batch(idx)
 
 
 def check_columns(dataset, proprio: bool):
@@ -719,7 +729,8 @@ def batch_inputs(model, batch, device):
 
 
 def evaluate(model, loader, args, max_batches, device):
-    """Mean (total, visual, proprio) losses over up to max_batches validation batches."""
+    """Mean (total, visual, proprio) losses over up to max_batches validation batches (on the main process only,
+    under torchrun)."""
     was_training = model.training
     model.eval()
     totals, n = np.zeros(3), 0
@@ -733,15 +744,6 @@ def evaluate(model, loader, args, max_batches, device):
     model.train(was_training)
     return totals / max(n, 1)
 
-
-def pick_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def encoder_source(args: Args) -> str:
@@ -779,21 +781,19 @@ def public_args(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in ("access_key_id", "secret_access_key")}
 
 
-def save_training_state(path: Path, model, config, stats, optimizer, step, args, metrics, env_id):
-    """model.pt via swm_core.checkpoint (frozen encoder included, env_id in the extras), plus optim.pt beside it."""
-
-    optim_path = path.with_name("optim.pt")
-    tmp = optim_path.with_name("optim.pt.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp)
-    os.replace(tmp, optim_path)
-    save_checkpoint(path, model, config=config, stats=stats, env_id=env_id, step=step,
-                    args=json.loads(json.dumps(public_args(args))), metrics=metrics)  # fmt: skip
-    return path
+def save_training_state(path: Path, model, config, stats, optimizer, step, args, metrics, env_id, data=None):
+    """model.pt via swm_core.checkpoint (frozen encoder included, env_id in the extras) and, written before it, the
+    training state beside it (swm_core.train_state: optimizer, data position), which model.pt names."""
+    state = {"optimizer": optimizer.state_dict(), "data": data or {}}
+    return save_train_state(path, step, state, lambda name: save_checkpoint(
+        path, model, config=config, stats=stats, env_id=env_id, step=step,
+        args=json.loads(json.dumps(public_args(args))), metrics=metrics, train_state=name))  # fmt: skip
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args, default=preset_defaults(sys.argv[1:]))
+    procs = setup(args.device)  # under torchrun: this process's rank and device, the process group joined
+    log = print if procs.main else (lambda *a, **k: None)  # printing, wandb and checkpoints: rank 0 only
 
     encoder_source(args)  # flag conflicts fail before any work
     storage_options = (s3_storage_options(args.endpoint, args.access_key_id, args.secret_access_key, args.region)
@@ -807,8 +807,8 @@ if __name__ == "__main__":
     env_name = str(env_id or Path(args.dataset).stem).replace("/", "-")
     run_name = f"{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
     out_path = Path(args.output) if args.output else Path("runs") / run_name / "model.pt"
-    print(f"run {run_name}: checkpoints -> {out_path}")
-    if args.track:
+    log(f"run {run_name}: checkpoints -> {out_path}" + (f"; {procs.world_size} processes" if procs.world_size > 1 else ""))
+    if args.track and procs.main:
         if not os.environ.get("WANDB_API_KEY"):
             os.environ["WANDB_MODE"] = "offline"
         import wandb
@@ -818,26 +818,31 @@ if __name__ == "__main__":
 
     random.seed(args.seed)
     np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)  # the same initial weights on every process
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = pick_device(args.device)
+    device = procs.device
 
-    # data
+    # data: every process reads its own slice of each global batch (batch_size x processes windows)
     columns = ("pixels", "action", "proprio") if args.proprio else ("pixels", "action")
     window = dict(num_steps=args.history + 1, frameskip=args.frameskip, columns=columns,
                   val_fraction=args.val_fraction, seed=args.seed,
                   storage_options=storage_options, version=version)  # fmt: skip
     train_set = WindowDataset(args.dataset, split="train", **window)
     val_set = WindowDataset(args.dataset, split="val", **window)
-    # Lance is not fork-safe once the parent has used it (workers crash or hang), so workers are spawned.
-    train_loader = train_set.loader(  # whole batches (WindowDataset.batch), seeded shuffling
-        batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.num_workers, seed=args.seed,
+    # the cached features keep their own order (one permutation per epoch); the loader the DataLoader's
+    batches = ShardedBatches(len(train_set), args.batch_size, args.seed, procs.rank, procs.world_size,
+                             order="randperm" if args.cache_features else "dataloader")  # fmt: skip
+    # whole batches (WindowDataset[index list]); Lance is not fork-safe once the parent has used it, so workers
+    # are spawned; the loader's own generator only seeds its workers
+    train_loader = torch.utils.data.DataLoader(
+        train_set, sampler=batches, batch_size=None, num_workers=args.num_workers, generator=torch.Generator(),
         persistent_workers=args.num_workers > 0, pin_memory=device.type == "cuda",
         multiprocessing_context="spawn" if args.num_workers > 0 else None,
     )  # fmt: skip
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size)  # a few batches, in-process
-    if len(train_loader) == 0:
-        raise ValueError(f"{args.dataset}: {len(train_set)} train windows, fewer than --batch-size {args.batch_size}")
+    if len(batches) == 0:
+        raise ValueError(f"{args.dataset}: {len(train_set)} train windows, fewer than --batch-size {args.batch_size}"
+                         + (f" x {procs.world_size} processes" if procs.world_size > 1 else ""))  # fmt: skip
 
     # model (the frozen encoder's weights come from the checkpoint when resuming: no hub access)
     start_step = 0
@@ -856,72 +861,88 @@ if __name__ == "__main__":
         stats = compute_stats(dataset, train_set.episode_ids)
         model.set_stats(stats)
     model.to(device).train()
+    broadcast_module(model)  # under torchrun: rank 0's weights everywhere (hub weights are loaded per process)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    print(f"DINOWM: encoder {config['encoder']} ({config['encoder_pretrained']}, frozen, "
-          f"{sum(p.numel() for p in model.encoder.parameters()) / 1e6:.2f}M) -> {model.num_patches} tokens x "
-          f"{model.visual_dim}; predictor {sum(p.numel() for p in trainable) / 1e6:.2f}M trainable on {device}")
+    log(f"DINOWM: encoder {config['encoder']} ({config['encoder_pretrained']}, frozen, "
+        f"{sum(p.numel() for p in model.encoder.parameters()) / 1e6:.2f}M) -> {model.num_patches} tokens x "
+        f"{model.visual_dim}; predictor {sum(p.numel() for p in trainable) / 1e6:.2f}M trainable on {device}")
 
-    # optimizer (the frozen encoder has no trainable parameters)
+    # optimizer (the frozen encoder has no trainable parameters), and what a resumed run continues from
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=args.weight_decay)
-    optim_file = Path(args.resume).with_name("optim.pt") if args.resume else None
-    if optim_file is not None and optim_file.is_file():
-        optimizer.load_state_dict(torch.load(optim_file, map_location=device, weights_only=True)["optimizer"])
+    if args.resume:
+        state = load_train_state(args.resume, ckpt, map_location=device)
+        if state is None:
+            log(f"warning: {args.resume} has no training state beside it; resuming with a fresh optimizer and the "
+                f"data order from its start (not an exact resume)")  # fmt: skip
+        else:
+            optimizer.load_state_dict(state["optimizer"])
+            batches.load_state_dict(state["data"])
         for group in optimizer.param_groups:
             group["lr"] = args.lr
+    loss_log = LossLog(args.loss_log, start_step) if args.loss_log and procs.main else None
 
     # frozen features: encoded per batch in the loop, or once for the whole train split
     if args.cache_features:
         t0 = time.perf_counter()
         cache = FeatureCache(model, train_set, device)
-        print(f"cached frozen features of {len(cache.z)} frames ({cache.z.numel() * 4 / 2**20:.0f} MiB) in "
-              f"{time.perf_counter() - t0:.1f}s", flush=True)  # fmt: skip
-        batches = cached_batches(cache, args.batch_size, args.seed)
+        log(f"cached frozen features of {len(cache.z)} frames ({cache.z.numel() * 4 / 2**20:.0f} MiB) in "
+            f"{time.perf_counter() - t0:.1f}s", flush=True)  # fmt: skip
+        data_iter = cached_batches(cache, args.batch_size, args.seed, batches)
     else:
-        batches = loader_batches(train_loader)
+        data_iter = batches.stream(train_loader)
 
     # training loop
     step, last_ckpt, metrics = start_step, args.resume, {}
     loop_start, wait_time, window_start, window_steps = time.perf_counter(), 0.0, time.perf_counter(), 0
     while step < args.total_steps:
+        seed_step(args.seed, step, procs.rank)  # global draws (dropout) depend on the step: resumes repeat them
         t0 = time.perf_counter()
-        batch = next(batches)
+        batch = next(data_iter)
         wait_time += time.perf_counter() - t0
 
         loss, visual_loss, proprio_loss = dinowm_loss(model, *batch_inputs(model, batch, device),
                                                       args.proprio_loss_weight)  # fmt: skip
-        check_finite(loss.item(), step, last_ckpt)
+        losses = mean_over_processes(torch.stack([loss, visual_loss, proprio_loss])).tolist()  # the global batch's
+        check_finite(losses[0], step, last_ckpt)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(trainable)
         grad_norm = nn.utils.clip_grad_norm_(trainable, args.grad_clip if args.grad_clip > 0 else float("inf"))
         check_finite(grad_norm.item(), step, last_ckpt, "gradient norm")  # a NaN step would poison the weights
         optimizer.step()
         step += 1
         window_steps += 1
+        if loss_log:
+            loss_log.write(step, {"loss": losses[0], "visual": losses[1], "proprio": losses[2], "grad_norm": grad_norm})
 
         if step % args.log_every == 0 or step == args.total_steps:
             now = time.perf_counter()
             metrics = {
-                "losses/total": loss.item(), "losses/visual": visual_loss.item(),
-                "losses/proprio": proprio_loss.item(), "losses/grad_norm": grad_norm.item(),
+                "losses/total": losses[0], "losses/visual": losses[1],
+                "losses/proprio": losses[2], "losses/grad_norm": grad_norm.item(),
                 "charts/SPS": window_steps / (now - window_start),
                 "charts/data_wait_fraction": wait_time / (now - loop_start),
             }  # fmt: skip
             window_start, window_steps = now, 0
-            print(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
-            if args.track:
+            log(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+            if args.track and procs.main:
                 wandb.log(metrics, step=step)
-        if (args.val_every and step % args.val_every == 0) or step == args.total_steps:
+        if procs.main and ((args.val_every and step % args.val_every == 0) or step == args.total_steps):
             val = evaluate(model, val_loader, args, args.val_batches, device)
             metrics.update({"val/total": val[0], "val/visual": val[1], "val/proprio": val[2]})
-            print(f"step {step}: val/total={val[0]:.4g} val/visual={val[1]:.4g} val/proprio={val[2]:.4g}", flush=True)
+            log(f"step {step}: val/total={val[0]:.4g} val/visual={val[1]:.4g} val/proprio={val[2]:.4g}", flush=True)
             if args.track:
                 wandb.log({k: v for k, v in metrics.items() if k.startswith("val/")}, step=step)
         if step % args.checkpoint_every == 0 or step == args.total_steps:
-            last_ckpt = save_training_state(out_path, model, config, stats, optimizer, step, args, metrics, env_id)
-            print(f"step {step}: checkpoint {last_ckpt}", flush=True)
+            if procs.main:
+                save_training_state(out_path, model, config, stats, optimizer, step, args, metrics, env_id,
+                                    batches.state_dict())  # fmt: skip
+            last_ckpt = out_path
+            log(f"step {step}: checkpoint {last_ckpt}", flush=True)
 
     loop_time = time.perf_counter() - loop_start
-    print(f"done: {step - start_step} steps in {loop_time:.1f}s ({(step - start_step) / max(loop_time, 1e-9):.2f} steps/s), "
-          f"data_wait_fraction={wait_time / max(loop_time, 1e-9):.3f}, checkpoint {last_ckpt or args.resume}")  # fmt: skip
-    if args.track:
+    log(f"done: {step - start_step} steps in {loop_time:.1f}s ({(step - start_step) / max(loop_time, 1e-9):.2f} steps/s), "
+        f"data_wait_fraction={wait_time / max(loop_time, 1e-9):.3f}, checkpoint {last_ckpt or args.resume}")  # fmt: skip
+    if args.track and procs.main:
         wandb.finish()
+    teardown()

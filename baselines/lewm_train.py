@@ -17,7 +17,21 @@ from torch import nn
 
 from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint, save_checkpoint
 from swm_core.data import WindowDataset, open_dataset
+from swm_core.distributed import (
+    ShardedBatches,
+    average_gradients,
+    broadcast_module,
+    mean_over_processes,
+    setup,
+    sum_over_processes,
+    sync_batch_norm,
+    teardown,
+)
+from swm_core.distributed import world_size as distributed_world_size
 from swm_core.s3 import is_s3, s3_storage_options
+from swm_core.train_state import LossLog, seed_step
+from swm_core.train_state import load as load_train_state
+from swm_core.train_state import save as save_train_state
 
 
 @dataclass
@@ -29,7 +43,7 @@ class Args:
     torch_deterministic: bool = True
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     device: str = "auto"
-    """torch device: `auto` picks cuda if available, else mps, else cpu"""
+    """torch device: `auto` picks cuda if available, else mps, else cpu (under torchrun: cuda:LOCAL_RANK or cpu)"""
     track: bool = False
     """if toggled, log to Weights and Biases (offline automatically when WANDB_API_KEY is unset)"""
     wandb_project: str = "swm"
@@ -99,7 +113,7 @@ class Args:
     weight_decay: float = 1e-3
     """AdamW weight decay"""
     batch_size: int = 128
-    """windows per optimisation step"""
+    """windows per optimisation step and process (under torchrun the global batch is this times the processes)"""
     grad_clip: float = 1.0
     """max global gradient norm"""
     total_steps: int = 50_000
@@ -115,9 +129,14 @@ class Args:
     checkpoint_every: int = 5_000
     """steps between checkpoints (always one at the end)"""
     output: str | None = None
-    """checkpoint path (default runs/<run_name>/model.pt); the optimizer goes to optim.pt beside it"""
+    """checkpoint path (default runs/<run_name>/model.pt); the training state (optimizer, data position) goes to
+    <stem>.train-<step>.pt beside it"""
     resume: str | None = None
-    """checkpoint to resume from (model, optimizer, step; its model config overrides the model flags)"""
+    """checkpoint to resume from exactly (model, optimizer, data position, step; its model config overrides the
+    model flags); any number of processes"""
+    loss_log: str | None = None
+    """if set, append every step's losses to this JSON-lines file ({"step", "loss", ...}; on --resume the lines
+    after the resume step are dropped first)"""
 
 
 # The CPU preset: Two-Room at 64 px in a few CPU minutes (python baselines/lewm_train.py --preset cpu ...).
@@ -146,7 +165,7 @@ def preset_defaults(argv: list[str]) -> Args:
     raise ValueError(f"--preset {name!r} is unknown; allowed: 'paper', 'cpu'")
 
 
-def sigreg(z, num_proj=1024, knots=17, t_max=3.0, generator=None, directions=None):
+def sigreg(z, num_proj=1024, knots=17, t_max=3.0, generator=None, directions=None, across_processes=True):
     """SIGReg: Epps-Pulley test of every 1-D projection of z against N(0, 1), averaged over directions and time.
 
     z: (T, B, D) embeddings. directions: optional (D, M) projections (normalised to unit columns here); otherwise
@@ -155,8 +174,8 @@ def sigreg(z, num_proj=1024, knots=17, t_max=3.0, generator=None, directions=Non
         err(t) = (mean_b cos(t x) - exp(-t^2/2))^2 + (mean_b sin(t x))^2
         statistic = B * sum_t w(t) err(t),   w(t) = trapezoid weight * exp(-t^2/2)
     The integrand is even in t, so the trapezoid rule over [-t_max, t_max] is folded onto the knots in
-    [0, t_max]: weights dt at both ends and 2 dt inside. Under torch.distributed the batch means are averaged
-    over processes (differentiably) before squaring, and B is the global batch.
+    [0, t_max]: weights dt at both ends and 2 dt inside. Under torch.distributed (and across_processes) the batch
+    means are averaged over processes (differentiably) before squaring, and B is the global batch.
     """
     if z.dim() != 3:
         raise ValueError(f"sigreg expects z of shape (T, B, D), got {tuple(z.shape)}")
@@ -173,12 +192,10 @@ def sigreg(z, num_proj=1024, knots=17, t_max=3.0, generator=None, directions=Non
     weights = weights * phi
     xt = (z @ directions).unsqueeze(-1) * t  # (T, B, M, K)
     cos_mean, sin_mean = xt.cos().mean(1), xt.sin().mean(1)  # (T, M, K)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        from torch.distributed.nn.functional import all_reduce
-
-        world = torch.distributed.get_world_size()
-        cos_mean = all_reduce(cos_mean) / world
-        sin_mean = all_reduce(sin_mean) / world
+    world = distributed_world_size() if across_processes else 1
+    if world > 1:
+        cos_mean = sum_over_processes(cos_mean) / world
+        sin_mean = sum_over_processes(sin_mean) / world
         B = B * world
     err = (cos_mean - phi).square() + sin_mean.square()
     return ((err @ weights) * B).mean()
@@ -422,12 +439,14 @@ class LeWM(nn.Module):
         return err.sum(-1) if self.cost_sum_steps else err[..., -1]
 
 
-def lewm_loss(model, pixels, actions, sigreg_weight, generator=None, num_proj=1024, knots=17):
-    """pixels (B, T, H, W, 3) uint8, raw actions (B, T, ·): (total, prediction MSE, SIGReg)."""
+def lewm_loss(model, pixels, actions, sigreg_weight, generator=None, num_proj=1024, knots=17, across_processes=True):
+    """pixels (B, T, H, W, 3) uint8, raw actions (B, T, ·): (total, prediction MSE, SIGReg). Under torchrun SIGReg
+    is that of the global batch (across_processes=False: of this process's batch)."""
     z = model.encode(pixels)  # (B, T, D)
     pred = model.predict(z[:, :-1], actions[:, :-1])
     pred_loss = F.mse_loss(pred, z[:, 1:])
-    reg = sigreg(z.transpose(0, 1), num_proj=num_proj, knots=knots, generator=generator)
+    reg = sigreg(z.transpose(0, 1), num_proj=num_proj, knots=knots, generator=generator,
+                 across_processes=across_processes)  # fmt: skip
     return pred_loss + sigreg_weight * reg, pred_loss, reg
 
 
@@ -472,7 +491,8 @@ def check_resume_compatible(config: dict, action_dim: int, frameskip: int, resum
 
 
 def evaluate(model, loader, args, max_batches, device):
-    """Mean (total, prediction, SIGReg) losses over up to max_batches validation batches (fixed directions)."""
+    """Mean (total, prediction, SIGReg) losses over up to max_batches validation batches (fixed directions), on
+    this process alone (the main one, under torchrun)."""
     was_training = model.training
     model.eval()
     totals, n = np.zeros(3), 0
@@ -482,22 +502,12 @@ def evaluate(model, loader, args, max_batches, device):
                 break
             losses = lewm_loss(
                 model, batch["pixels"].to(device), batch["action"].to(device), args.sigreg_weight,
-                step_generator(args.seed, -1 - i), args.sigreg_num_proj, args.sigreg_knots,
+                step_generator(args.seed, -1 - i), args.sigreg_num_proj, args.sigreg_knots, across_processes=False,
             )  # fmt: skip
             totals += [x.item() for x in losses]
             n += 1
     model.train(was_training)
     return totals / max(n, 1)
-
-
-def pick_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def model_config(args: Args, action_dim: int) -> dict:
@@ -515,22 +525,19 @@ def public_args(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in ("access_key_id", "secret_access_key")}
 
 
-def save_training_state(path: Path, model, config, stats, optimizer, step, args, metrics, env_id=None):
-    """model.pt via swm_core.checkpoint (env_id in its extras, for the planners), plus optim.pt (tensors and plain
-    values only) beside it."""
-
-    optim_path = path.with_name("optim.pt")
-    tmp = optim_path.with_name("optim.pt.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp)
-    os.replace(tmp, optim_path)
-    save_checkpoint(path, model, config=config, stats=stats, env_id=env_id, step=step,
-                    args=json.loads(json.dumps(public_args(args))), metrics=metrics)  # fmt: skip
-    return path
+def save_training_state(path: Path, model, config, stats, optimizer, step, args, metrics, env_id=None, data=None):
+    """model.pt via swm_core.checkpoint (env_id in its extras, for the planners) and, written before it, the
+    training state beside it (swm_core.train_state: optimizer, data position), which model.pt names."""
+    state = {"optimizer": optimizer.state_dict(), "data": data or {}}
+    return save_train_state(path, step, state, lambda name: save_checkpoint(
+        path, model, config=config, stats=stats, env_id=env_id, step=step,
+        args=json.loads(json.dumps(public_args(args))), metrics=metrics, train_state=name))  # fmt: skip
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args, default=preset_defaults(sys.argv[1:]))
+    procs = setup(args.device)  # under torchrun: this process's rank and device, the process group joined
+    log = print if procs.main else (lambda *a, **k: None)  # printing, wandb and checkpoints: rank 0 only
 
     storage_options = (s3_storage_options(args.endpoint, args.access_key_id, args.secret_access_key, args.region)
                        if is_s3(args.dataset) else None)  # fmt: skip
@@ -549,8 +556,8 @@ if __name__ == "__main__":
     env_name = str(dataset.metadata.get("env_id") or Path(args.dataset).stem).replace("/", "-")
     run_name = f"{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
     out_path = Path(args.output) if args.output else Path("runs") / run_name / "model.pt"
-    print(f"run {run_name}: checkpoints -> {out_path}")
-    if args.track:
+    log(f"run {run_name}: checkpoints -> {out_path}" + (f"; {procs.world_size} processes" if procs.world_size > 1 else ""))
+    if args.track and procs.main:
         if not os.environ.get("WANDB_API_KEY"):
             os.environ["WANDB_MODE"] = "offline"
         import wandb
@@ -560,19 +567,21 @@ if __name__ == "__main__":
 
     random.seed(args.seed)
     np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)  # the same initial weights on every process
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = pick_device(args.device)
+    device = procs.device
 
-    # data
+    # data: every process reads its own slice of each global batch (batch_size x processes windows)
     window = dict(num_steps=args.history + 1, frameskip=args.frameskip, columns=("pixels", "action"),
                   val_fraction=args.val_fraction, seed=args.seed,
                   storage_options=storage_options, version=version)  # fmt: skip
     train_set = WindowDataset(args.dataset, split="train", **window)
     val_set = WindowDataset(args.dataset, split="val", **window)
-    # Lance is not fork-safe once the parent has used it (workers crash or hang), so workers are spawned.
-    train_loader = train_set.loader(  # whole batches (WindowDataset.batch), seeded shuffling
-        batch_size=args.batch_size, shuffle=True, drop_last=True, num_workers=args.num_workers, seed=args.seed,
+    batches = ShardedBatches(len(train_set), args.batch_size, args.seed, procs.rank, procs.world_size)
+    # whole batches (WindowDataset[index list]); Lance is not fork-safe once the parent has used it, so workers
+    # are spawned; the loader's own generator only seeds its workers
+    train_loader = torch.utils.data.DataLoader(
+        train_set, sampler=batches, batch_size=None, num_workers=args.num_workers, generator=torch.Generator(),
         persistent_workers=args.num_workers > 0, pin_memory=device.type == "cuda",
         multiprocessing_context="spawn" if args.num_workers > 0 else None,
     )  # fmt: skip
@@ -580,9 +589,10 @@ if __name__ == "__main__":
     val_subset = torch.utils.data.Subset(val_set, val_windows[: args.val_batches * args.batch_size].tolist())
     val_loader = torch.utils.data.DataLoader(val_subset, batch_size=args.batch_size)  # same windows every pass
     if len(val_set) == 0:
-        print(f"warning: no validation windows (--val-fraction {args.val_fraction}); validation is skipped")
-    if len(train_loader) == 0:
-        raise ValueError(f"{args.dataset}: {len(train_set)} train windows, fewer than --batch-size {args.batch_size}")
+        log(f"warning: no validation windows (--val-fraction {args.val_fraction}); validation is skipped")
+    if len(batches) == 0:
+        raise ValueError(f"{args.dataset}: {len(train_set)} train windows, fewer than --batch-size {args.batch_size}"
+                         + (f" x {procs.world_size} processes" if procs.world_size > 1 else ""))  # fmt: skip
 
     # model
     start_step = 0
@@ -596,69 +606,80 @@ if __name__ == "__main__":
         stats = compute_stats(dataset, train_set.episode_ids)
         model.set_stats(stats)
     model.to(device).train()
-    print(f"LeWM: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters on {device}")
+    if procs.world_size > 1:
+        sync_batch_norm(model)  # the projectors' BatchNorm statistics over the global batch
+        broadcast_module(model)
+    log(f"LeWM: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters on {device}")
 
-    # optimizer
+    # optimizer, and what a resumed run continues from (optimizer, data position)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    optim_file = Path(args.resume).with_name("optim.pt") if args.resume else None
-    if optim_file is not None:
-        if optim_file.is_file():
-            optimizer.load_state_dict(torch.load(optim_file, map_location=device, weights_only=True)["optimizer"])
-            for group in optimizer.param_groups:
-                group["lr"] = args.lr
+    if args.resume:
+        state = load_train_state(args.resume, ckpt, map_location=device)
+        if state is None:
+            log(f"warning: {args.resume} has no training state beside it; resuming with a fresh optimizer and the "
+                f"data order from its start (not an exact resume)")  # fmt: skip
         else:
-            print(f"warning: {optim_file} not found; resuming with a fresh optimizer")
+            optimizer.load_state_dict(state["optimizer"])
+            batches.load_state_dict(state["data"])
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr
+    loss_log = LossLog(args.loss_log, start_step) if args.loss_log and procs.main else None
 
     # training loop
     step, last_ckpt, metrics = start_step, args.resume, {}
-    data_iter = iter(train_loader)
+    data_iter = batches.stream(train_loader)
     loop_start, wait_time, window_start, window_steps = time.perf_counter(), 0.0, time.perf_counter(), 0
     while step < args.total_steps:
+        seed_step(args.seed, step, procs.rank)  # global draws (dropout) depend on the step: resumes repeat them
         t0 = time.perf_counter()
-        try:
-            batch = next(data_iter)
-        except StopIteration:
-            data_iter = iter(train_loader)
-            batch = next(data_iter)
+        batch = next(data_iter)
         wait_time += time.perf_counter() - t0
         pixels = batch["pixels"].to(device, non_blocking=True)
         actions = batch["action"].to(device, non_blocking=True)
 
         loss, pred_loss, reg = lewm_loss(model, pixels, actions, args.sigreg_weight, step_generator(args.seed, step),
                                          args.sigreg_num_proj, args.sigreg_knots)  # fmt: skip
-        check_finite(loss.item(), step, last_ckpt)
+        losses = mean_over_processes(torch.stack([loss, pred_loss, reg])).tolist()  # the global batch's
+        check_finite(losses[0], step, last_ckpt)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(model.parameters())
         grad_norm = nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
         check_finite(grad_norm.item(), step, last_ckpt, "gradient norm")
         optimizer.step()
         step += 1
         window_steps += 1
+        if loss_log:
+            loss_log.write(step, {"loss": losses[0], "pred": losses[1], "sigreg": losses[2], "grad_norm": grad_norm})
 
         if step % args.log_every == 0 or step == args.total_steps:
             now = time.perf_counter()
             metrics = {
-                "losses/total": loss.item(), "losses/pred": pred_loss.item(), "losses/sigreg": reg.item(),
+                "losses/total": losses[0], "losses/pred": losses[1], "losses/sigreg": losses[2],
                 "losses/grad_norm": grad_norm.item(), "charts/SPS": window_steps / (now - window_start),
                 "charts/data_wait_fraction": wait_time / (now - loop_start),
             }  # fmt: skip
             window_start, window_steps = now, 0
-            print(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
-            if args.track:
+            log(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+            if args.track and procs.main:
                 wandb.log(metrics, step=step)
-        if len(val_set) and ((args.val_every and step % args.val_every == 0) or step == args.total_steps):
+        validate = len(val_set) and ((args.val_every and step % args.val_every == 0) or step == args.total_steps)
+        if validate and procs.main:
             val = evaluate(model, val_loader, args, args.val_batches, device)
             metrics.update({"val/total": val[0], "val/pred": val[1], "val/sigreg": val[2]})
-            print(f"step {step}: val/total={val[0]:.4g} val/pred={val[1]:.4g} val/sigreg={val[2]:.4g}", flush=True)
+            log(f"step {step}: val/total={val[0]:.4g} val/pred={val[1]:.4g} val/sigreg={val[2]:.4g}", flush=True)
             if args.track:
                 wandb.log({k: v for k, v in metrics.items() if k.startswith("val/")}, step=step)
         if step % args.checkpoint_every == 0 or step == args.total_steps:
-            last_ckpt = save_training_state(out_path, model, config, stats, optimizer, step, args, metrics,
-                                            dataset.metadata.get("env_id"))
-            print(f"step {step}: checkpoint {last_ckpt}", flush=True)
+            if procs.main:
+                save_training_state(out_path, model, config, stats, optimizer, step, args, metrics,
+                                    dataset.metadata.get("env_id"), batches.state_dict())  # fmt: skip
+            last_ckpt = out_path
+            log(f"step {step}: checkpoint {last_ckpt}", flush=True)
 
     loop_time = time.perf_counter() - loop_start
-    print(f"done: {step - start_step} steps in {loop_time:.1f}s ({(step - start_step) / max(loop_time, 1e-9):.2f} steps/s), "
-          f"data_wait_fraction={wait_time / max(loop_time, 1e-9):.3f}, checkpoint {last_ckpt or args.resume}")  # fmt: skip
-    if args.track:
+    log(f"done: {step - start_step} steps in {loop_time:.1f}s ({(step - start_step) / max(loop_time, 1e-9):.2f} steps/s), "
+        f"data_wait_fraction={wait_time / max(loop_time, 1e-9):.3f}, checkpoint {last_ckpt or args.resume}")  # fmt: skip
+    if args.track and procs.main:
         wandb.finish()
+    teardown()

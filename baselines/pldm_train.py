@@ -57,7 +57,18 @@ from torch import nn
 
 from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint, save_checkpoint
 from swm_core.data import WindowDataset, open_dataset
+from swm_core.distributed import (
+    ShardedBatches,
+    average_gradients,
+    gather_batch,
+    mean_over_processes,
+    setup,
+    teardown,
+)
 from swm_core.s3 import is_s3, s3_storage_options
+from swm_core.train_state import LossLog, seed_step
+from swm_core.train_state import load as load_train_state
+from swm_core.train_state import save as save_train_state
 
 
 @dataclass
@@ -69,7 +80,7 @@ class Args:
     torch_deterministic: bool = True
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     device: str = "auto"
-    """torch device: `auto` picks cuda if available, else mps, else cpu"""
+    """torch device: `auto` picks cuda if available, else mps, else cpu (under torchrun: cuda:LOCAL_RANK or cpu)"""
     track: bool = False
     """if toggled, log to Weights and Biases (offline automatically when WANDB_API_KEY is unset)"""
     wandb_project: str = "swm"
@@ -141,7 +152,7 @@ class Args:
     weight_decay: float = 0.0
     """AdamW weight decay (0: plain Adam, as the original)"""
     batch_size: int = 64
-    """windows per optimisation step"""
+    """windows per optimisation step and process (under torchrun the global batch is this times the processes)"""
     grad_clip: float = 0.0
     """max global gradient norm (0: no clipping, as the original)"""
     total_steps: int = 50_000
@@ -157,9 +168,14 @@ class Args:
     checkpoint_every: int = 5_000
     """steps between checkpoints (always one at the end)"""
     output: str | None = None
-    """checkpoint path (default runs/<run_name>/model.pt); the optimizer goes to optim.pt beside it"""
+    """checkpoint path (default runs/<run_name>/model.pt); the training state (optimizer, data position) goes to
+    <stem>.train-<step>.pt beside it"""
     resume: str | None = None
-    """checkpoint to resume from (model, optimizer, step; its model config overrides the model flags)"""
+    """checkpoint to resume from exactly (model, optimizer, data position, step; its model config overrides the
+    model flags); any number of processes"""
+    loss_log: str | None = None
+    """if set, append every step's losses to this JSON-lines file ({"step", "loss", ...}; on --resume the lines
+    after the resume step are dropped first)"""
 
 
 # Loss coefficients of the original PLDM Two-Room configs (docs/reference.md §4).
@@ -442,22 +458,24 @@ class PLDM(nn.Module):
         return err.sum(-1) if self.cost_sum_steps else err[..., -1]
 
 
-def pldm_loss(model, pixels, actions, coeffs):
+def pldm_loss(model, pixels, actions, coeffs, across_processes=True):
     """pixels (B, T, H, W, 3) uint8, raw action blocks (B, T, ·) -> (total, {term: value}).
 
     Encodes all T frames, rolls the predictor out from the first one over the first T-1 action blocks, and
     sums the weighted terms (see the module docstring). std_t and cov_t are computed only when their weight is
-    non-zero (reported as 0 otherwise).
+    non-zero (reported as 0 otherwise). Under torchrun the batch terms std and cov are those of the global batch
+    (across_processes=False: of this process's batch); the others are means, averaged with the gradients.
     """
     if pixels.shape[1] < 2:
         raise ValueError(f"PLDM windows need at least 2 frames, got {pixels.shape[1]}")
     z = model.encode(pixels)  # (B, T, D)
     pred = torch.cat([z[:, :1], model.rollout(z[:, 0], actions[:, :-1])], dim=1)  # p_0 = z_0, then T-1 steps
     zero = z.new_zeros(())
+    first = lambda: gather_batch(z[:, 0]) if across_processes else z[:, 0]  # noqa: E731 - the (global) batch's z_0
     terms = {
         "sim": prediction_loss(pred, z),
-        "std": variance_loss(z[:, 0]),
-        "cov": covariance_loss(z[:, 0]),
+        "std": variance_loss(first()),
+        "cov": covariance_loss(first()),
         "std_t": variance_loss(z[:, 1:]) if coeffs["std_t"] else zero,
         "cov_t": covariance_loss(z[:, 1:]) if coeffs["cov_t"] else zero,
         "sim_t": smoothness_loss(z),
@@ -526,7 +544,8 @@ def compute_stats(dataset, episode_ids) -> dict:
 
 
 def evaluate(model, loader, coeffs, max_batches, device):
-    """Mean total loss and terms over up to max_batches validation batches."""
+    """Mean total loss and terms over up to max_batches validation batches, on this process alone (the main one,
+    under torchrun)."""
     was_training = model.training
     model.eval()
     sums, n = {}, 0
@@ -534,22 +553,14 @@ def evaluate(model, loader, coeffs, max_batches, device):
         for i, batch in enumerate(loader):
             if i >= max_batches:
                 break
-            total, terms = pldm_loss(model, batch["pixels"].to(device), batch["action"].to(device), coeffs)
+            total, terms = pldm_loss(model, batch["pixels"].to(device), batch["action"].to(device), coeffs,
+                                     across_processes=False)  # fmt: skip
             for k, v in {"total": total, **terms}.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
             n += 1
     model.train(was_training)
     return {k: v / max(n, 1) for k, v in sums.items()}
 
-
-def pick_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def model_config(args: Args, action_dim: int) -> dict:
@@ -565,21 +576,19 @@ def public_args(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in ("access_key_id", "secret_access_key")}
 
 
-def save_training_state(path: Path, model, config, stats, optimizer, step, args, metrics, env_id):
-    """model.pt via swm_core.checkpoint (with env_id for the planners), plus optim.pt beside it."""
-
-    optim_path = path.with_name("optim.pt")
-    tmp = optim_path.with_name("optim.pt.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp)
-    os.replace(tmp, optim_path)
-    save_checkpoint(path, model, config=config, stats=stats, env_id=env_id, step=step,
-                    args=json.loads(json.dumps(public_args(args))), metrics=metrics)  # fmt: skip
-    return path
+def save_training_state(path: Path, model, config, stats, optimizer, step, args, metrics, env_id, data=None):
+    """model.pt via swm_core.checkpoint (with env_id for the planners) and, written before it, the training state
+    beside it (swm_core.train_state: optimizer, data position), which model.pt names."""
+    state = {"optimizer": optimizer.state_dict(), "data": data or {}}
+    return save_train_state(path, step, state, lambda name: save_checkpoint(
+        path, model, config=config, stats=stats, env_id=env_id, step=step,
+        args=json.loads(json.dumps(public_args(args))), metrics=metrics, train_state=name))  # fmt: skip
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args, default=preset_defaults(sys.argv[1:]))
+    procs = setup(args.device)  # under torchrun: this process's rank and device, the process group joined
+    log = print if procs.main else (lambda *a, **k: None)  # printing, wandb and checkpoints: rank 0 only
 
     coeffs = loss_coeffs(args)
     check_window(args.num_steps, coeffs)
@@ -593,8 +602,9 @@ if __name__ == "__main__":
     env_name = str(env_id or Path(args.dataset).stem).replace("/", "-")
     run_name = f"{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
     out_path = Path(args.output) if args.output else Path("runs") / run_name / "model.pt"
-    print(f"run {run_name}: checkpoints -> {out_path}; loss coefficients {coeffs}")
-    if args.track:
+    log(f"run {run_name}: checkpoints -> {out_path}; loss coefficients {coeffs}"
+        + (f"; {procs.world_size} processes" if procs.world_size > 1 else ""))  # fmt: skip
+    if args.track and procs.main:
         if not os.environ.get("WANDB_API_KEY"):
             os.environ["WANDB_MODE"] = "offline"
         import wandb
@@ -604,33 +614,34 @@ if __name__ == "__main__":
 
     random.seed(args.seed)
     np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)  # the same initial weights on every process
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = pick_device(args.device)
+    device = procs.device
 
-    # data
+    # data: every process reads its own slice of each global batch (batch_size x processes windows)
     window = dict(num_steps=args.num_steps, frameskip=args.frameskip, columns=("pixels", "action"),
                   val_fraction=args.val_fraction, seed=args.seed,
                   storage_options=storage_options, version=version)  # fmt: skip
     train_set = WindowDataset(args.dataset, split="train", **window)
     val_set = WindowDataset(args.dataset, split="val", **window)
+    batches = ShardedBatches(len(train_set), args.batch_size, args.seed, procs.rank, procs.world_size)
     # Lance is not fork-safe once the parent has read from it (compute_stats does): workers are spawned.
     loader_kw = dict(
-        batch_size=args.batch_size, num_workers=args.num_workers, pin_memory=device.type == "cuda",
-        persistent_workers=args.num_workers > 0, drop_last=True,
+        num_workers=args.num_workers, pin_memory=device.type == "cuda", persistent_workers=args.num_workers > 0,
         multiprocessing_context="spawn" if args.num_workers > 0 else None,
     )  # fmt: skip
-    train_loader = train_set.loader(shuffle=True, seed=args.seed, **loader_kw)  # whole batches, seeded
+    # whole batches (WindowDataset[index list]); the loader's own generator only seeds its workers
+    train_loader = torch.utils.data.DataLoader(train_set, sampler=batches, batch_size=None,
+                                               generator=torch.Generator(), **loader_kw)  # fmt: skip
     # validation batches: the same seeded random windows every pass (the batch statistics of VICReg need
     # windows from many episodes, which consecutive windows are not)
     val_generator = torch.Generator()
     val_sampler = torch.utils.data.RandomSampler(val_set, generator=val_generator)
-    val_loader = torch.utils.data.DataLoader(
-        val_set, sampler=val_sampler, **{**loader_kw, "drop_last": False}
-    )
-    if len(train_loader) == 0:
+    val_loader = torch.utils.data.DataLoader(val_set, sampler=val_sampler, batch_size=args.batch_size, **loader_kw)
+    if len(batches) == 0:
         raise ValueError(f"{args.dataset}: {len(train_set)} train windows of {args.num_steps} frames x frameskip "
-                         f"{args.frameskip}, fewer than --batch-size {args.batch_size}")  # fmt: skip
+                         f"{args.frameskip}, fewer than --batch-size {args.batch_size}"
+                         + (f" x {procs.world_size} processes" if procs.world_size > 1 else ""))  # fmt: skip
 
     # model
     start_step = 0
@@ -648,35 +659,41 @@ if __name__ == "__main__":
         stats = compute_stats(dataset, train_set.episode_ids)
         model.set_stats(stats)
     model.to(device).train()
-    print(f"PLDM: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters on {device}")
+    log(f"PLDM: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters on {device}")
 
-    # optimizer
+    # optimizer, and what a resumed run continues from (optimizer, data position)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
-    optim_file = Path(args.resume).with_name("optim.pt") if args.resume else None
-    if optim_file is not None and optim_file.is_file():
-        optimizer.load_state_dict(torch.load(optim_file, map_location=device, weights_only=True)["optimizer"])
+    if args.resume:
+        state = load_train_state(args.resume, ckpt, map_location=device)
+        if state is None:
+            log(f"warning: {args.resume} has no training state beside it; resuming with a fresh optimizer and the "
+                f"data order from its start (not an exact resume)")  # fmt: skip
+        else:
+            optimizer.load_state_dict(state["optimizer"])
+            batches.load_state_dict(state["data"])
         for group in optimizer.param_groups:
             group["lr"] = args.lr
+    loss_log = LossLog(args.loss_log, start_step) if args.loss_log and procs.main else None
 
     # training loop
     step, last_ckpt, metrics = start_step, args.resume, {}
-    data_iter = iter(train_loader)
+    data_iter = batches.stream(train_loader)
     loop_start, wait_time, window_start, window_steps = time.perf_counter(), 0.0, time.perf_counter(), 0
     while step < args.total_steps:
+        seed_step(args.seed, step, procs.rank)  # global random draws depend on the step: resumes repeat them
         t0 = time.perf_counter()
-        try:
-            batch = next(data_iter)
-        except StopIteration:
-            data_iter = iter(train_loader)
-            batch = next(data_iter)
+        batch = next(data_iter)
         wait_time += time.perf_counter() - t0
         pixels = batch["pixels"].to(device, non_blocking=True)
         actions = batch["action"].to(device, non_blocking=True)
 
         loss, terms = pldm_loss(model, pixels, actions, coeffs)
-        check_finite(loss.item(), step, last_ckpt)
+        names = ["total", *terms]
+        values = dict(zip(names, mean_over_processes(torch.stack([loss, *terms.values()])).tolist()))  # global
+        check_finite(values["total"], step, last_ckpt)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(model.parameters())
         grad_norm = nn.utils.clip_grad_norm_(
             model.parameters(), args.grad_clip if args.grad_clip > 0 else math.inf
         )
@@ -684,34 +701,37 @@ if __name__ == "__main__":
         optimizer.step()
         step += 1
         window_steps += 1
+        if loss_log:
+            loss_log.write(step, {"loss": values["total"], **{k: values[k] for k in terms}, "grad_norm": grad_norm})
 
         if step % args.log_every == 0 or step == args.total_steps:
             now = time.perf_counter()
-            metrics = {"losses/total": loss.item(), **{f"losses/{k}": v.item() for k, v in terms.items()},
-                       "losses/grad_norm": float(grad_norm),
+            metrics = {**{f"losses/{k}": v for k, v in values.items()}, "losses/grad_norm": float(grad_norm),
                        "charts/SPS": window_steps / (now - window_start),
                        "charts/data_wait_fraction": wait_time / (now - loop_start)}  # fmt: skip
             window_start, window_steps = now, 0
-            print(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
-            if args.track:
+            log(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+            if args.track and procs.main:
                 wandb.log(metrics, step=step)
-        if (args.val_every and step % args.val_every == 0) or step == args.total_steps:
+        if procs.main and ((args.val_every and step % args.val_every == 0) or step == args.total_steps):
             val_generator.manual_seed(args.seed)
             val = evaluate(model, val_loader, coeffs, args.val_batches, device)
             metrics.update({f"val/{k}": v for k, v in val.items()})
-            print(f"step {step}: " + " ".join(f"val/{k}={v:.4g}" for k, v in val.items()), flush=True)
+            log(f"step {step}: " + " ".join(f"val/{k}={v:.4g}" for k, v in val.items()), flush=True)
             if args.track:
                 wandb.log({k: v for k, v in metrics.items() if k.startswith("val/")}, step=step)
         if step % args.checkpoint_every == 0 or step == args.total_steps:
-            last_ckpt = save_training_state(
-                out_path, model, config, stats, optimizer, step, args, metrics, env_id
-            )
-            print(f"step {step}: checkpoint {last_ckpt}", flush=True)
+            if procs.main:
+                save_training_state(out_path, model, config, stats, optimizer, step, args, metrics, env_id,
+                                    batches.state_dict())  # fmt: skip
+            last_ckpt = out_path
+            log(f"step {step}: checkpoint {last_ckpt}", flush=True)
 
     loop_time = time.perf_counter() - loop_start
     steps_done = step - start_step
-    print(f"done: {steps_done} steps in {loop_time:.1f}s ({steps_done / max(loop_time, 1e-9):.2f} steps/s), "
-          f"data_wait_fraction={wait_time / max(loop_time, 1e-9):.3f}, "
-          f"checkpoint {last_ckpt or args.resume}")  # fmt: skip
-    if args.track:
+    log(f"done: {steps_done} steps in {loop_time:.1f}s ({steps_done / max(loop_time, 1e-9):.2f} steps/s), "
+        f"data_wait_fraction={wait_time / max(loop_time, 1e-9):.3f}, "
+        f"checkpoint {last_ckpt or args.resume}")  # fmt: skip
+    if args.track and procs.main:
         wandb.finish()
+    teardown()

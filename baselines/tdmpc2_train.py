@@ -74,8 +74,19 @@ from torch import nn
 from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
 from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint, save_checkpoint
 from swm_core.data import WindowDataset, open_dataset
+from swm_core.distributed import (
+    ShardedBatches,
+    average_gradients,
+    gather_batch,
+    mean_over_processes,
+    setup,
+    teardown,
+)
 from swm_core.envs import pusht, two_room
 from swm_core.s3 import is_s3, s3_storage_options
+from swm_core.train_state import LossLog, seed_step
+from swm_core.train_state import load as load_train_state
+from swm_core.train_state import save as save_train_state
 
 
 @dataclass
@@ -87,7 +98,7 @@ class Args:
     torch_deterministic: bool = True
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     device: str = "auto"
-    """torch device: `auto` picks cuda if available, else mps, else cpu"""
+    """torch device: `auto` picks cuda if available, else mps, else cpu (under torchrun: cuda:LOCAL_RANK or cpu)"""
     track: bool = False
     """if toggled, log to Weights and Biases (offline automatically when WANDB_API_KEY is unset)"""
     wandb_project: str = "swm"
@@ -177,7 +188,7 @@ class Args:
     tau: float = 0.01
     """EMA rate of the target Q heads and of the Q scale"""
     batch_size: int = 256
-    """windows per optimisation step"""
+    """windows per optimisation step and process (under torchrun the global batch is this times the processes)"""
     total_steps: int = 100_000
     """optimisation steps to train to (counted from 0 also when resuming)"""
 
@@ -191,9 +202,14 @@ class Args:
     checkpoint_every: int = 10_000
     """steps between checkpoints (always one at the end)"""
     output: str | None = None
-    """checkpoint path (default runs/<run_name>/model.pt); the optimizers go to optim.pt beside it"""
+    """checkpoint path (default runs/<run_name>/model.pt); the training state (optimizers, data position) goes to
+    <stem>.train-<step>.pt beside it"""
     resume: str | None = None
-    """checkpoint to resume from (model, optimizers, step; its model config overrides the model flags)"""
+    """checkpoint to resume from exactly (model, optimizers, data position, step; its model config overrides the
+    model flags); any number of processes"""
+    loss_log: str | None = None
+    """if set, append every step's losses to this JSON-lines file ({"step", "loss", ...}; on --resume the lines
+    after the resume step are dropped first)"""
 
     # planning and evaluation
     eval_dataset: str | None = None
@@ -339,12 +355,22 @@ def mlp(in_dim: int, hidden: list[int], out_dim: int, out_act: nn.Module | None 
     return nn.Sequential(*layers)
 
 
-def random_shift(images, pad: int, generator=None):
+def shard_draw(draw, shape, shard=(0, 1)):
+    """Random numbers of `shape` for this process's slice of a global batch: with shard = (rank, processes),
+    `draw` makes processes * shape[0] rows and slice `rank` is kept, so the processes together draw exactly what
+    one process with the whole batch draws from the same generator (the training step's)."""
+    rank, world = shard
+    n = shape[0]
+    return draw((n * world, *shape[1:]))[rank * n : (rank + 1) * n]
+
+
+def random_shift(images, pad: int, generator=None, shard=(0, 1)):
     """Shift each image (N, H, W, C) by an integer in [-pad, pad] per axis with edge replication (DrQ's pad-and-
-    crop, done as one gather with clamped indices)."""
+    crop, done as one gather with clamped indices). The shifts are drawn for the global batch (`shard_draw`)."""
     n, h, w = images.shape[:3]
-    dy = torch.randint(-pad, pad + 1, (n, 1), generator=generator).to(images.device)
-    dx = torch.randint(-pad, pad + 1, (n, 1), generator=generator).to(images.device)
+    draw = lambda shape: torch.randint(-pad, pad + 1, shape, generator=generator)  # noqa: E731
+    dy = shard_draw(draw, (n, 1), shard).to(images.device)
+    dx = shard_draw(draw, (n, 1), shard).to(images.device)
     rows = (dy + torch.arange(h, device=images.device)).clamp(0, h - 1)[:, :, None]  # (n, h, 1)
     cols = (dx + torch.arange(w, device=images.device)).clamp(0, w - 1)[:, None, :]  # (n, 1, w)
     return images[torch.arange(n, device=images.device)[:, None, None], rows, cols]
@@ -371,11 +397,11 @@ class PixelEncoder(nn.Module):
         if self.latent_dim % simnorm_dim:
             raise ValueError(f"latent dim {self.latent_dim} is not divisible by simnorm_dim {simnorm_dim}")
 
-    def forward(self, pixels):
+    def forward(self, pixels, generator=None, shard=(0, 1)):
         lead = pixels.shape[:-3]
         x = pixels.reshape(-1, *pixels.shape[-3:])
         if self.training and self.shift_pad > 0:
-            x = random_shift(x, self.shift_pad)
+            x = random_shift(x, self.shift_pad, generator, shard)
         x = x.permute(0, 3, 1, 2).float().div(255.0).sub(0.5)
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear", antialias=True)
@@ -452,9 +478,10 @@ class TDMPC2(nn.Module):
                 raise ValueError(f"action stats have dim {mean.numel()}, the model's action_dim is {self.action_dim}")
         self.stats = stats
 
-    def encode(self, pixels):
-        """uint8 frames (..., H, W, 3) -> z (..., latent_dim), every group of simnorm_dim summing to 1."""
-        return self.encoder(pixels)
+    def encode(self, pixels, generator=None, shard=(0, 1)):
+        """uint8 frames (..., H, W, 3) -> z (..., latent_dim), every group of simnorm_dim summing to 1 (in train
+        mode with shift augmentation drawn from `generator` for the global batch, see `shard_draw`)."""
+        return self.encoder(pixels, generator, shard)
 
     def next(self, z, a, zg):
         """Latent dynamics: z (..., L), action blocks a (..., D), goal latents zg (..., L) -> next z (..., L)."""
@@ -469,9 +496,10 @@ class TDMPC2(nn.Module):
         """Expected reward (...)."""
         return two_hot_inv(self.reward_logits(z, a, zg), self.vmin, self.vmax)
 
-    def q(self, z, a, zg, return_type: str = "all", target: bool = False, generator=None):
+    def q(self, z, a, zg, return_type: str = "all", target: bool = False, generator=None, pick=None):
         """Q of the online (or target) heads. "all": logits (num_q, ..., num_bins); "min"/"avg": min/mean value of
-        2 heads drawn with `generator`; "mean": mean value over all heads (deterministic, used for planning)."""
+        2 heads (`pick`, else drawn with `generator`); "mean": mean value over all heads (deterministic, used for
+        planning)."""
         heads = self._target_qs if target else self._qs
         x = torch.cat([z, a, zg], dim=-1)
         if return_type == "all":
@@ -480,8 +508,8 @@ class TDMPC2(nn.Module):
             return torch.stack([two_hot_inv(h(x), self.vmin, self.vmax) for h in heads]).mean(0)
         if return_type not in ("min", "avg"):
             raise ValueError(f"return_type must be 'all', 'min', 'avg' or 'mean', got {return_type!r}")
-        values = torch.stack([two_hot_inv(heads[i](x), self.vmin, self.vmax)
-                              for i in sample_heads(len(heads), generator)])  # fmt: skip
+        pick = sample_heads(len(heads), generator) if pick is None else pick
+        values = torch.stack([two_hot_inv(heads[i](x), self.vmin, self.vmax) for i in pick])
         return values.min(0).values if return_type == "min" else values.mean(0)
 
     def _pi_params(self, z, zg):
@@ -489,10 +517,13 @@ class TDMPC2(nn.Module):
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(log_std) + 1)
         return mu, log_std
 
-    def pi(self, z, zg, generator=None):
-        """Policy prior: (tanh(mu), a sampled tanh-Gaussian action block, its log-probability (..., 1))."""
+    def pi(self, z, zg, generator=None, shard=(0, 1)):
+        """Policy prior: (tanh(mu), a sampled tanh-Gaussian action block, its log-probability (..., 1)); the noise
+        is drawn for the global batch (`shard_draw`; z's first dim is the batch)."""
         mu, log_std = self._pi_params(z, zg)
-        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        device = generator.device if generator is not None else mu.device
+        draw = lambda shape: torch.randn(shape, generator=generator, device=device, dtype=mu.dtype)  # noqa: E731
+        eps = shard_draw(draw, mu.shape, shard).to(mu.device)
         log_prob = (-0.5 * eps.square() - log_std).sum(-1, keepdim=True) - 0.5 * math.log(2 * math.pi) * mu.shape[-1]
         action = torch.tanh(mu + eps * log_std.exp())
         log_prob = log_prob - torch.log(F.relu(1 - action.square()) + 1e-6).sum(-1, keepdim=True)
@@ -652,10 +683,15 @@ class GoalWindowDataset(WindowDataset):
         return np.select([kind == 0, kind == 1], [start, future], anywhere), kind
 
     def __getitems__(self, indices):
-        samples = super().__getitems__(indices)
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1) % len(self)
+        """Samples of windows `indices`, or of `(global batch indices, start, stop)` (ShardedBatches with
+        with_global=True): the goals are drawn for the whole global batch, as one process would, and the windows
+        start:stop read."""
+        glob, lo, hi = indices if isinstance(indices, tuple) else (indices, 0, len(indices))
+        samples = super().__getitems__(list(glob[lo:hi]))
+        idx = np.asarray(glob, dtype=np.int64).reshape(-1) % len(self)
         rng = np.random.default_rng([self.seed, *idx.tolist()])
         rows, kind = self.sample_goal_rows(idx, rng)
+        rows, kind = rows[lo:hi], kind[lo:hi]
         goals = self._trajectories().read_rows(rows, ["pixels", "state"])
         states = np.stack([s["state"].numpy() for s in samples])
         reward, done = goal_rewards(states, goals["state"], self.success)
@@ -670,21 +706,25 @@ class GoalWindowDataset(WindowDataset):
 # ----------------------------------------------------------------------------------------------- losses
 
 
-def model_losses(model, batch, args, generator=None):
+def model_losses(model, batch, args, generator=None, shard=(0, 1)):
     """TD-MPC2's world-model loss on a batch of goal windows (pixels (B, H+1, ...), action (B, H+1, D), goal,
-    reward/done (B, H)). Returns (total, parts dict, detached latents zs (B, H+1, L), detached zg (B, L))."""
+    reward/done (B, H)). Returns (total, parts dict, detached latents zs (B, H+1, L), detached zg (B, L)).
+    Random draws come from `generator` (None: torch's global one): the 2 target Q heads first, then the shift
+    augmentation and the policy noise of the TD target, drawn for the global batch of which this is slice
+    shard = (rank, processes)."""
     pixels, goal = batch["pixels"], batch["goal"]
     H = pixels.shape[1] - 1
     actions, reward, done = batch["action"][:, :H].clamp(-1, 1), batch["reward"], batch["done"]
     B = pixels.shape[0]
-    z0_zg = model.encode(torch.stack([pixels[:, 0], goal], dim=1))  # (B, 2, L)
+    target_heads = sample_heads(model.num_q, generator)
+    z0_zg = model.encode(torch.stack([pixels[:, 0], goal], dim=1), generator, shard)  # (B, 2, L)
     z0, zg = z0_zg[:, 0], z0_zg[:, 1]
     with torch.no_grad():
-        next_z = model.encode(pixels[:, 1:])  # (B, H, L)
+        next_z = model.encode(pixels[:, 1:], generator, shard)  # (B, H, L)
         g = zg.detach()[:, None].expand(B, H, -1)
-        next_a = model.pi(next_z, g)[1]
+        next_a = model.pi(next_z, g, generator, shard)[1]
         td_target = reward + model.discount * (1.0 - done) * model.q(next_z, next_a, g, "min", target=True,
-                                                                      generator=generator)  # fmt: skip
+                                                                      pick=target_heads)  # fmt: skip
     w = rho_weights(H, args.rho, pixels.device)
     zs, z, consistency = [z0], z0, 0.0
     gz = zg[:, None].expand(B, H, -1)
@@ -705,18 +745,20 @@ def model_losses(model, batch, args, generator=None):
     return total, parts, zs.detach(), zg.detach()
 
 
-def policy_loss(model, zs, zg, args, generator=None):
+def policy_loss(model, zs, zg, args, generator=None, shard=(0, 1)):
     """Max-entropy policy loss on detached latents zs (B, T, L) with goal latents zg (B, L): rho^t-weighted
-    mean of alpha log pi - Q_avg2(z, pi(z)) / scale; Q heads are frozen (only the policy gets gradients)."""
+    mean of alpha log pi - Q_avg2(z, pi(z)) / scale; Q heads are frozen (only the policy gets gradients). The
+    policy noise and the 2 Q heads come from `generator`; with several processes (shard = (rank, processes))
+    the Q scale's percentiles are those of the global batch."""
     T = zs.shape[1]
     g = zg[:, None].expand(-1, T, -1)
-    _, a, log_pi = model.pi(zs, g)
+    _, a, log_pi = model.pi(zs, g, generator, shard)
     model._qs.requires_grad_(False)
     try:
         q = model.q(zs, a, g, "avg", generator=generator)  # (B, T)
     finally:
         model._qs.requires_grad_(True)
-    model.update_q_scale(q[:, 0], args.tau)
+    model.update_q_scale(gather_batch(q[:, 0].detach()) if shard[1] > 1 else q[:, 0], args.tau)
     q = q / model.q_scale.clamp(min=1e-3)
     w = rho_weights(T, args.rho, zs.device)
     return ((args.entropy_coef * log_pi.squeeze(-1) - q).mean(0) * w).mean(), log_pi.mean()
@@ -1026,15 +1068,6 @@ def compute_stats(dataset, episode_ids) -> dict:
     return stats
 
 
-def pick_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
 
 def model_config(args: Args, action_dim: int) -> dict:
     return dict(
@@ -1059,35 +1092,40 @@ def public_args(args) -> dict:
     return {k: v for k, v in vars(args).items() if k not in ("access_key_id", "secret_access_key")}
 
 
-def save_training_state(path: Path, model, config, stats, optimizers, step, args, metrics, env_id):
-    """model.pt via swm_core.checkpoint (env_id in its extras), plus optim.pt (both optimizers, step) beside it."""
+def step_generator(seed: int, step: int) -> torch.Generator:
+    """The CPU generator of one training step's shift, policy-noise and Q-head draws (identical on every process
+    and after a resume)."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + step)
 
-    optim_path = path.with_name("optim.pt")
-    tmp = optim_path.with_name("optim.pt.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"optimizer": optimizers[0].state_dict(), "pi_optimizer": optimizers[1].state_dict(), "step": step},
-               tmp)  # fmt: skip
-    os.replace(tmp, optim_path)
-    save_checkpoint(path, model, config=config, stats=stats, step=step, env_id=env_id,
-                    args=json.loads(json.dumps(public_args(args))), metrics=metrics)  # fmt: skip
-    return path
+
+def save_training_state(path: Path, model, config, stats, optimizers, step, args, metrics, env_id, data=None):
+    """model.pt via swm_core.checkpoint (env_id in its extras) and, written before it, the training state beside it
+    (swm_core.train_state: both optimizers, data position), which model.pt names."""
+    state = {"optimizer": optimizers[0].state_dict(), "pi_optimizer": optimizers[1].state_dict(), "data": data or {}}
+    return save_train_state(path, step, state, lambda name: save_checkpoint(
+        path, model, config=config, stats=stats, step=step, env_id=env_id,
+        args=json.loads(json.dumps(public_args(args))), metrics=metrics, train_state=name))  # fmt: skip
 
 
 if __name__ == "__main__":
     args = tyro.cli(Args, default=preset_defaults(sys.argv[1:]))
 
     check_eval_args(args)
+    procs = setup(args.device)  # under torchrun: this process's rank and device, the process group joined
+    log = print if procs.main else (lambda *a, **k: None)  # printing, wandb, checkpoints, evaluation: rank 0 only
     random.seed(args.seed)
     np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(args.seed)  # the same initial weights on every process
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = pick_device(args.device)
+    device = procs.device
 
     if args.eval_only:
-        model, ckpt = load_checkpoint(args.resume, map_location=device, expected_class="TDMPC2", model_class=TDMPC2)
-        model.env_id = ckpt["extra"].get("env_id")
-        print(f"TDMPC2 from {args.resume} (step {ckpt['extra'].get('step')}, env {model.env_id}) on {device}")
-        evaluate_policies(model, args, device)
+        teardown()  # evaluation runs on the main process alone
+        if procs.main:
+            model, ckpt = load_checkpoint(args.resume, map_location=device, expected_class="TDMPC2", model_class=TDMPC2)
+            model.env_id = ckpt["extra"].get("env_id")
+            print(f"TDMPC2 from {args.resume} (step {ckpt['extra'].get('step')}, env {model.env_id}) on {device}")
+            evaluate_policies(model, args, device)
         sys.exit(0)
 
     storage_options = (s3_storage_options(args.endpoint, args.access_key_id, args.secret_access_key, args.region)
@@ -1101,8 +1139,8 @@ if __name__ == "__main__":
     env_name = str(env_id or Path(args.dataset).stem).replace("/", "-")
     run_name = f"{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
     out_path = Path(args.output) if args.output else Path("runs") / run_name / "model.pt"
-    print(f"run {run_name}: checkpoints -> {out_path}")
-    if args.track:
+    log(f"run {run_name}: checkpoints -> {out_path}" + (f"; {procs.world_size} processes" if procs.world_size > 1 else ""))
+    if args.track and procs.main:
         if not os.environ.get("WANDB_API_KEY"):
             os.environ["WANDB_MODE"] = "offline"
         import wandb
@@ -1110,23 +1148,27 @@ if __name__ == "__main__":
         wandb.init(project=args.wandb_project, entity=args.wandb_entity, name=run_name, config=public_args(args),
                    dir=str(out_path.parent))  # fmt: skip
 
-    # data
+    # data: every process reads its own slice of each global batch (batch_size x processes windows); the goals
+    # are drawn per global batch
     window = dict(num_steps=args.horizon + 1, frameskip=args.frameskip, success=success,
                   val_fraction=args.val_fraction, seed=args.seed, goal_discount=args.goal_discount,
                   goal_probs=(args.goal_current, args.goal_future, args.goal_random),
                   storage_options=storage_options, version=version)  # fmt: skip
     train_set = GoalWindowDataset(args.dataset, split="train", **window)
     val_set = GoalWindowDataset(args.dataset, split="val", **window)
-    # spawned workers: a forked child that reads Lance after the parent did can hang (lance is not fork-safe)
-    loader_kw = dict(batch_size=args.batch_size, num_workers=args.num_workers, pin_memory=device.type == "cuda",
-                     persistent_workers=args.num_workers > 0, drop_last=True,
+    batches = ShardedBatches(len(train_set), args.batch_size, args.seed, procs.rank, procs.world_size,
+                             with_global=True)  # fmt: skip
+    # spawned workers: a forked child that reads Lance after the parent did can hang (lance is not fork-safe); the
+    # loader's own generator only seeds its workers
+    loader_kw = dict(num_workers=args.num_workers, pin_memory=device.type == "cuda",
+                     persistent_workers=args.num_workers > 0,
                      multiprocessing_context="spawn" if args.num_workers > 0 else None)  # fmt: skip
-    train_loader = torch.utils.data.DataLoader(
-        train_set, shuffle=True, generator=torch.Generator().manual_seed(args.seed), **loader_kw
-    )
-    val_loader = torch.utils.data.DataLoader(val_set, shuffle=False, **{**loader_kw, "drop_last": False})
-    if len(train_loader) == 0:
-        raise ValueError(f"{args.dataset}: {len(train_set)} train windows, fewer than --batch-size {args.batch_size}")
+    train_loader = torch.utils.data.DataLoader(train_set, batch_sampler=batches, generator=torch.Generator(),
+                                               **loader_kw)  # fmt: skip
+    val_loader = torch.utils.data.DataLoader(val_set, batch_size=args.batch_size, shuffle=False, **loader_kw)
+    if len(batches) == 0:
+        raise ValueError(f"{args.dataset}: {len(train_set)} train windows, fewer than --batch-size {args.batch_size}"
+                         + (f" x {procs.world_size} processes" if procs.world_size > 1 else ""))  # fmt: skip
     reference_blocks = sample_action_blocks(dataset, train_set.episode_ids, args.frameskip, 4096,
                                             np.random.default_rng(args.seed))  # fmt: skip
 
@@ -1150,79 +1192,95 @@ if __name__ == "__main__":
         model.set_stats(stats)
     model.env_id = env_id
     model.to(device).train()
-    print(f"TDMPC2: {sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f}M trainable "
-          f"parameters, latent {model.latent_dim}, on {device}")  # fmt: skip
+    log(f"TDMPC2: {sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f}M trainable "
+        f"parameters, latent {model.latent_dim}, on {device}")  # fmt: skip
     optimizers = make_optimizers(model, args)
-    optim_file = Path(args.resume).with_name("optim.pt") if args.resume else None
-    if optim_file is not None and optim_file.is_file():
-        state = torch.load(optim_file, map_location=device, weights_only=True)
-        optimizers[0].load_state_dict(state["optimizer"])
-        optimizers[1].load_state_dict(state["pi_optimizer"])
+    if args.resume:
+        state = load_train_state(args.resume, ckpt, map_location=device)
+        if state is None:
+            log(f"warning: {args.resume} has no training state beside it; resuming with fresh optimizers and the "
+                f"data order from its start (not an exact resume)")  # fmt: skip
+        else:
+            optimizers[0].load_state_dict(state["optimizer"])
+            optimizers[1].load_state_dict(state["pi_optimizer"])
+            batches.load_state_dict(state["data"])
+    loss_log = LossLog(args.loss_log, start_step) if args.loss_log and procs.main else None
+    model_params = [p for g in optimizers[0].param_groups for p in g["params"]]
+    shard = (procs.rank, procs.world_size)
 
     # training loop
     step, last_ckpt, metrics = start_step, args.resume, {}
-    data_iter = iter(train_loader)
+    data_iter = batches.stream(train_loader)
     loop_start, wait_time, window_start, window_steps = time.perf_counter(), 0.0, time.perf_counter(), 0
     while step < args.total_steps:
+        seed_step(args.seed, step, procs.rank)  # global draws (dropout) depend on the step: resumes repeat them
+        generator = step_generator(args.seed, step)  # shift, policy noise, Q heads: drawn for the global batch
         t0 = time.perf_counter()
-        try:
-            batch = next(data_iter)
-        except StopIteration:
-            data_iter = iter(train_loader)
-            batch = next(data_iter)
+        batch = next(data_iter)
         wait_time += time.perf_counter() - t0
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
-        loss, parts, zs, zg = model_losses(model, batch, args)
-        check_finite(loss.item(), step, last_ckpt)
+        loss, parts, zs, zg = model_losses(model, batch, args, generator, shard)
+        values = mean_over_processes(torch.stack([loss, *parts.values(), batch["done"].mean()])).tolist()
+        check_finite(values[0], step, last_ckpt)
         optimizers[0].zero_grad(set_to_none=True)
         loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_([p for g in optimizers[0].param_groups for p in g["params"]],
-                                             args.grad_clip)  # fmt: skip
+        average_gradients(model_params)
+        grad_norm = nn.utils.clip_grad_norm_(model_params, args.grad_clip)
         check_finite(grad_norm.item(), step, last_ckpt, name="gradient norm")  # a NaN step would poison the weights
         optimizers[0].step()
-        pi_loss, log_pi = policy_loss(model, zs, zg, args)
-        check_finite(pi_loss.item(), step, last_ckpt, name="policy loss")
+        pi_loss, log_pi = policy_loss(model, zs, zg, args, generator, shard)
+        pi_values = mean_over_processes(torch.stack([pi_loss, log_pi])).tolist()
+        check_finite(pi_values[0], step, last_ckpt, name="policy loss")
         optimizers[1].zero_grad(set_to_none=True)
         pi_loss.backward()
+        average_gradients(model._pi.parameters())
         pi_grad_norm = nn.utils.clip_grad_norm_(model._pi.parameters(), args.grad_clip)
         check_finite(pi_grad_norm.item(), step, last_ckpt, name="policy gradient norm")
         optimizers[1].step()
         model.soft_update_targets(args.tau)
         step += 1
         window_steps += 1
+        global_parts = dict(zip(parts, values[1:-1]))
+        if loss_log:
+            loss_log.write(step, {"loss": values[0], **global_parts, "pi": pi_values[0], "grad_norm": grad_norm,
+                                  "pi_grad_norm": pi_grad_norm, "q_scale": model.q_scale})  # fmt: skip
 
         if step % args.log_every == 0 or step == args.total_steps:
             now = time.perf_counter()
             metrics = {
-                "losses/total": loss.item(), **{f"losses/{k}": float(v) for k, v in parts.items()},
-                "losses/pi": pi_loss.item(), "losses/log_pi": log_pi.item(), "losses/grad_norm": grad_norm.item(),
+                "losses/total": values[0], **{f"losses/{k}": v for k, v in global_parts.items()},
+                "losses/pi": pi_values[0], "losses/log_pi": pi_values[1], "losses/grad_norm": grad_norm.item(),
                 "losses/pi_grad_norm": pi_grad_norm.item(), "charts/q_scale": model.q_scale.item(),
-                "charts/goal_reached_fraction": batch["done"].mean().item(),
+                "charts/goal_reached_fraction": values[-1],
                 "charts/SPS": window_steps / (now - window_start),
                 "charts/data_wait_fraction": wait_time / (now - loop_start),
             }  # fmt: skip
             window_start, window_steps = now, 0
-            print(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
-            if args.track:
+            log(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+            if args.track and procs.main:
                 wandb.log(metrics, step=step)
-        if (args.val_every and step % args.val_every == 0) or step == args.total_steps:
+        if procs.main and ((args.val_every and step % args.val_every == 0) or step == args.total_steps):
             val = validate(model, val_loader, args, args.val_batches, device, reference_blocks)
             metrics.update({f"val/{k}": v for k, v in val.items()})
-            print(f"step {step}: " + " ".join(f"val/{k}={v:.4g}" for k, v in val.items()), flush=True)
+            log(f"step {step}: " + " ".join(f"val/{k}={v:.4g}" for k, v in val.items()), flush=True)
             if args.track:
                 wandb.log({f"val/{k}": v for k, v in val.items()}, step=step)
         if step % args.checkpoint_every == 0 or step == args.total_steps:
-            last_ckpt = save_training_state(out_path, model, config, stats, optimizers, step, args, metrics, env_id)
-            print(f"step {step}: checkpoint {last_ckpt}", flush=True)
+            if procs.main:
+                save_training_state(out_path, model, config, stats, optimizers, step, args, metrics, env_id,
+                                    batches.state_dict())  # fmt: skip
+            last_ckpt = out_path
+            log(f"step {step}: checkpoint {last_ckpt}", flush=True)
 
     loop_time = time.perf_counter() - loop_start
-    print(f"done: {step - start_step} steps in {loop_time:.1f}s ({(step - start_step) / max(loop_time, 1e-9):.2f} "
-          f"steps/s), data_wait_fraction={wait_time / max(loop_time, 1e-9):.3f}, checkpoint "
-          f"{last_ckpt or args.resume}")  # fmt: skip
-    if args.eval_dataset:
+    log(f"done: {step - start_step} steps in {loop_time:.1f}s ({(step - start_step) / max(loop_time, 1e-9):.2f} "
+        f"steps/s), data_wait_fraction={wait_time / max(loop_time, 1e-9):.3f}, checkpoint "
+        f"{last_ckpt or args.resume}")  # fmt: skip
+    teardown()  # evaluation runs on the main process alone
+    if args.eval_dataset and procs.main:
         rows = evaluate_policies(model, args, device)
         if args.track:
             wandb.log({f"eval/{r['policy']}/success": r["success"] for r in rows if "success" in r}, step=step)
-    if args.track:
+    if args.track and procs.main:
         wandb.finish()

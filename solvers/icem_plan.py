@@ -8,7 +8,8 @@ CEM plus three sample-efficiency tricks:
   its warm start (the shift is read off ``init``; envs whose ``init`` is not a shift of the last plan start
   fresh);
 - momentum on the mean/std update and a population that shrinks by ``population_decay`` per iteration.
-Candidates are clipped to the bounds. Returns the final mean.
+Candidates are clipped to the bounds. Returns the final mean, or with ``return_best`` (``--return-best``) the
+lowest-cost candidate evaluated in any iteration (the next replan's elites are then matched against that plan).
 """
 
 from __future__ import annotations
@@ -29,12 +30,16 @@ import tyro
 from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
 from swm_core.checkpoint import check_env, load_checkpoint
 from swm_core.data import open_dataset
+from swm_core.oracle import OracleWorldModel
 
 
 @dataclass
 class Args:
     checkpoint: str
-    """world-model checkpoint written by any baselines/*_train.py"""
+    """world-model checkpoint written by any baselines/*_train.py, or 'oracle': the true simulator as the model
+    (swm_core/oracle.py; Push-T and Two-Room), the planner's ceiling"""
+    oracle_action_block: int = 5
+    """--checkpoint oracle: env steps per model step (the learned baselines' frameskip)"""
     dataset: str | None = None
     """Lance dataset for the dataset-driven protocol (held-out episodes); None: episodic evaluation only"""
     env_id: str | None = None
@@ -72,6 +77,9 @@ class Args:
     """weight of the old mean/std in each update"""
     population_decay: float = 1.25
     """the population shrinks by this factor per iteration"""
+    return_best: bool = False
+    """return the lowest-cost candidate evaluated over all iterations (the warm start then continues from it);
+    default: the final mean, as in the paper"""
     horizon: int = 5
     """planning horizon in model steps (each model step is the model's action_block env steps)"""
     receding_horizon: int = 5
@@ -178,6 +186,17 @@ def colored_noise(shape, beta: float, generator: torch.Generator, device=None, d
     return colored.T.unflatten(0, tuple(shape[:-1]))  # a (..., T) view of the time-first result
 
 
+def keep_best(best_plan, best_cost, candidates, lowest, argmin):
+    """The lowest-cost candidate seen so far per env, on device with no loop over envs: ``candidates[b, argmin[b]]``
+    (cost ``lowest[b]``, this iteration's minimum) replaces ``best_plan[b]`` where it is lower than ``best_cost[b]``
+    (a tie keeps the earlier one; ``best_cost`` None: the first iteration). Returns (best_plan, best_cost)."""
+    found = candidates[torch.arange(len(argmin), device=argmin.device), argmin]
+    if best_cost is None:
+        return found, lowest
+    better = lowest < best_cost
+    return torch.where(better[:, None, None], found, best_plan), torch.where(better, lowest, best_cost)
+
+
 class ICEMSolver:
     """iCEM: ``solver(cost_fn, init, low, high) -> (B, H, D)``.
 
@@ -195,12 +214,13 @@ class ICEMSolver:
         population_decay: iteration i samples max(min_samples, num_samples / population_decay**i) candidates.
         min_samples: smallest population; ``None`` = max(2 * topk, topk + kept elites + 1).
         shift_elites: carry the last plan's elites over to the next replan (state kept per batch size).
+        return_best: return the lowest-cost candidate evaluated over all iterations instead of the final mean.
         seed: seed of the solver's own ``torch.Generator``.
         device: where to plan; ``None`` plans on the device of ``init``.
         action_table: must be None (continuous solver).
 
-    NaN costs raise a ValueError. ``last_info``: ``best_cost`` (B,), ``mean_cost`` (B,), ``iterations``,
-    ``model_evals``, ``population`` (list of S per iteration), ``reused_elites`` (B,) bool: envs whose elites came
+    NaN costs raise a ValueError. ``last_info``: ``best_cost`` (B,), ``mean_cost`` (B,), ``best_seen_cost`` (B,) lowest
+    cost evaluated over all iterations, ``return_best``, ``iterations``, ``model_evals``, ``population`` (list of S per iteration), ``reused_elites`` (B,) bool: envs whose elites came
     from the previous plan.
     """
 
@@ -209,7 +229,7 @@ class ICEMSolver:
     def __init__(self, num_samples: int = 300, topk: int = 30, iters: int = 30, init_std: float = 1.0,
                  min_std: float = 0.05, noise_beta: float = 2.5, keep_elites: float = 0.3, momentum: float = 0.1,
                  population_decay: float = 1.25, min_samples: int | None = None, shift_elites: bool = True,
-                 block_noise: bool = False, action_block: int = 1, seed: int = 0,
+                 block_noise: bool = False, action_block: int = 1, return_best: bool = False, seed: int = 0,
                  device: str | torch.device | None = None, action_table=None):
         name = type(self).__name__
         if action_table is not None:
@@ -236,6 +256,7 @@ class ICEMSolver:
         if isinstance(action_block, bool) or int(action_block) != action_block or action_block < 1:
             raise ValueError(f"{name}: action_block must be an integer >= 1, got {action_block!r}")
         self.block_noise, self.action_block = bool(block_noise), int(action_block)
+        self.return_best = bool(return_best)
         self._generator: torch.Generator | None = None
         self._memory: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # B -> (last plan, its elites)
         self.last_info: dict = {}
@@ -294,7 +315,7 @@ class ICEMSolver:
         mean = torch.maximum(torch.minimum(init, high), low)
         std = torch.full_like(mean, self.init_std)
         kept, reused = self._carried_elites(mean)
-        population, evals = [], 0
+        population, evals, best_plan, best_cost = [], 0, mean, None
         for i in range(self.iters):
             s = self.population(i)
             # slot 0 is the mean, then the kept elites; after the first iteration every env carries its elites,
@@ -316,6 +337,7 @@ class ICEMSolver:
             population.append(s)
             evals += b * s
             elite_costs, idx = torch.topk(costs, self.topk, dim=1, largest=False, sorted=True)
+            best_plan, best_cost = keep_best(best_plan, best_cost, candidates, elite_costs[:, 0], idx[:, 0])
             # one row gather over (B * S) flattened rows: faster on CPU than a 4-D gather with an expanded index
             rows = (idx + torch.arange(b, device=idx.device)[:, None] * s).flatten()
             elites = candidates.view(b * s, h, d).index_select(0, rows).view(b, self.topk, h, d)
@@ -326,11 +348,13 @@ class ICEMSolver:
             # clamped: float rounding can put the average of in-bounds elites a few ulps outside the bounds
             mean = torch.lerp(elite_mean, mean, self.momentum).clamp_(low, high)
             std = torch.lerp(elite_std, std, self.momentum).clamp_min_(self.min_std)
-        if kept is not None:
-            self._memory[b] = (mean.clone(), kept.clone())
-        self.last_info = {"best_cost": elite_costs[:, 0], "mean_cost": costs[:, 0], "iterations": self.iters,
-                          "model_evals": evals, "population": population, "reused_elites": reused}
-        return mean
+        plan = best_plan if self.return_best else mean
+        if kept is not None:  # the next replan's init is a shift of the returned plan
+            self._memory[b] = (plan.clone(), kept.clone())
+        self.last_info = {"best_cost": elite_costs[:, 0], "mean_cost": costs[:, 0], "best_seen_cost": best_cost,
+                          "return_best": self.return_best, "iterations": self.iters, "model_evals": evals,
+                          "population": population, "reused_elites": reused}
+        return plan
 
 
 # ---- main ----
@@ -367,17 +391,23 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 def main(args: Args) -> dict:
 
-    device = pick_device(args.device)
+    oracle = args.checkpoint == "oracle"
+    # the oracle simulates on the CPU: planning there too spares copying every candidate off an accelerator
+    device = torch.device("cpu") if oracle and args.device == "auto" else pick_device(args.device)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    model, ckpt = load_checkpoint(args.checkpoint, map_location=device, model_script=args.model_script,
-                                  search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
-                                  allow_script_change=args.allow_script_change)
+    model, ckpt = (None, {"extra": {}}) if oracle else load_checkpoint(
+        args.checkpoint, map_location=device, model_script=args.model_script,
+        search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
+        allow_script_change=args.allow_script_change)
     dataset = open_dataset(args.dataset) if args.dataset else None
     env_id = args.env_id or ckpt["extra"].get("env_id") or (dataset.metadata.get("env_id") if dataset else None)
     if env_id is None:
         raise SystemExit("cannot tell which env to plan in: pass --env-id")
     check_env(ckpt, env_id, args.checkpoint)
+    if oracle:
+        model = OracleWorldModel(env_id, action_block=args.oracle_action_block,
+                                 image_size=int((dataset.metadata.get("image_size") if dataset else None) or 64))
     image_size = int(getattr(model, "image_size", 0) or (dataset.metadata.get("image_size") if dataset else 64))
     world = World(env_id, num_envs=args.num_envs, image_size=image_size, max_episode_steps=args.eval_budget,
                   seed=args.seed)
@@ -385,7 +415,7 @@ def main(args: Args) -> dict:
                         init_std=args.init_std, min_std=args.min_std, noise_beta=args.noise_beta,
                         keep_elites=args.keep_elites, momentum=args.momentum,
                         population_decay=args.population_decay, block_noise=args.block_noise,
-                        action_block=int(getattr(model, "action_block", None) or 1), seed=args.seed)
+                        return_best=args.return_best, action_block=int(getattr(model, "action_block", None) or 1), seed=args.seed)
     solver.check_action_space(world.action_space)
     results = {"args": asdict(args), "env_id": env_id, "tables": {}}
     protocols = []
@@ -410,7 +440,8 @@ def main(args: Args) -> dict:
                 per_episode[name] = run(floor)
                 rows.append(summarize(name, per_episode[name], 0.0))
         print_table(f"{protocol} protocol: {env_id}, {args.episodes} episodes, budget {args.eval_budget}"
-                    + (f", goal offset {args.goal_offset}" if protocol == "dataset" else ""), rows)
+                    + (f", goal offset {args.goal_offset}" if protocol == "dataset" else "")
+                    + (", the true simulator as the model" if oracle else ""), rows)
         results["tables"][protocol] = rows
         results[protocol] = {name: {k: np.asarray(v).tolist() for k, v in r.items() if k != "variations"}
                              for name, r in per_episode.items()}

@@ -6,7 +6,8 @@ weights every candidate by softmax(-(cost - min cost) / temperature) and moves t
 (clamped to the bounds: float rounding can put an average of in-bounds candidates a few ulps outside).
 Low temperature puts the mass on the best candidates, high temperature averages uniformly: a smooth cousin of
 CEM. The noise std shrinks by ``std_decay`` per iteration down to ``min_std`` (``std_decay=1`` keeps it fixed, as
-in textbook MPPI). Returns the final mean.
+in textbook MPPI). Returns the final mean, or with ``return_best`` (``--return-best``) the lowest-cost candidate
+evaluated in any iteration.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ import tyro
 from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
 from swm_core.checkpoint import check_env, load_checkpoint
 from swm_core.data import open_dataset
+from swm_core.oracle import OracleWorldModel
 
 
 @dataclass
 class Args:
     checkpoint: str
-    """world-model checkpoint written by any baselines/*_train.py"""
+    """world-model checkpoint written by any baselines/*_train.py, or 'oracle': the true simulator as the model
+    (swm_core/oracle.py; Push-T and Two-Room), the planner's ceiling"""
+    oracle_action_block: int = 5
+    """--checkpoint oracle: env steps per model step (the learned baselines' frameskip)"""
     dataset: str | None = None
     """Lance dataset for the dataset-driven protocol (held-out episodes); None: episodic evaluation only"""
     env_id: str | None = None
@@ -62,6 +67,9 @@ class Args:
     block_noise: bool = False
     """draw one perturbation per model step and hold it over its action_block env steps (smooth candidates that
     travel far); default: independent noise for every env step, as in the paper"""
+    return_best: bool = False
+    """return the lowest-cost candidate evaluated over all iterations (the warm start then continues from it);
+    default: the final weighted mean, as in the paper"""
     horizon: int = 5
     """planning horizon in model steps (each model step is the model's action_block env steps)"""
     receding_horizon: int = 5
@@ -136,6 +144,17 @@ def check_continuous_space(name: str, space) -> None:
                          f"use CategoricalCEMSolver or PGDSolver (with an action_table) for discrete actions")
 
 
+def keep_best(best_plan, best_cost, candidates, lowest, argmin):
+    """The lowest-cost candidate seen so far per env, on device with no loop over envs: ``candidates[b, argmin[b]]``
+    (cost ``lowest[b]``, this iteration's minimum) replaces ``best_plan[b]`` where it is lower than ``best_cost[b]``
+    (a tie keeps the earlier one; ``best_cost`` None: the first iteration). Returns (best_plan, best_cost)."""
+    found = candidates[torch.arange(len(argmin), device=argmin.device), argmin]
+    if best_cost is None:
+        return found, lowest
+    better = lowest < best_cost
+    return torch.where(better[:, None, None], found, best_plan), torch.where(better, lowest, best_cost)
+
+
 class MPPISolver:
     """MPPI: ``solver(cost_fn, init, low, high) -> (B, H, D)``.
 
@@ -149,20 +168,21 @@ class MPPISolver:
         topk: if set, only the ``topk`` lowest-cost candidates get a weight (TD-MPC style); ``None`` = all.
         block_noise: hold each noise draw over the ``action_block`` env steps of a model step (see ``noise``).
         action_block: env steps per model step (the layout of D); only ``block_noise`` uses it.
+        return_best: return the lowest-cost candidate evaluated over all iterations instead of the final mean.
         seed: seed of the solver's own ``torch.Generator``.
         device: where to plan; ``None`` plans on the device of ``init``.
         action_table: must be None (continuous solver).
 
     NaN costs raise a ValueError; +inf costs get zero weight. ``last_info``: ``best_cost`` (B,), ``mean_cost`` (B,)
-    (cost of the last evaluated mean), ``ess`` (B,) effective sample size of the last weights, ``iterations``,
-    ``model_evals``.
+    (cost of the last evaluated mean), ``best_seen_cost`` (B,) lowest cost evaluated over all iterations, ``ess`` (B,)
+    effective sample size of the last weights, ``return_best``, ``iterations``, ``model_evals``.
     """
 
     action_kind = "continuous"
 
     def __init__(self, num_samples: int = 300, iters: int = 30, temperature: float = 0.5, noise_std: float = 1.0,
                  std_decay: float = 0.9, min_std: float = 0.05, topk: int | None = None,
-                 block_noise: bool = False, action_block: int = 1, seed: int = 0,
+                 block_noise: bool = False, action_block: int = 1, return_best: bool = False, seed: int = 0,
                  device: str | torch.device | None = None, action_table=None):
         name = type(self).__name__
         if action_table is not None:
@@ -170,6 +190,7 @@ class MPPISolver:
                              f"table ({_describe(action_table)}); use CategoricalCEMSolver or PGDSolver")
         if num_samples < 2 or iters < 1:
             raise ValueError(f"{name}: need num_samples >= 2 and iters >= 1, got {num_samples}, {iters}")
+        self.return_best = bool(return_best)
         if temperature <= 0 or noise_std <= 0 or min_std < 0 or not 0 < std_decay <= 1:
             raise ValueError(f"{name}: need temperature > 0, noise_std > 0, min_std >= 0, std_decay in (0, 1]; got "
                              f"{temperature}, {noise_std}, {min_std}, {std_decay}")
@@ -214,13 +235,14 @@ class MPPISolver:
         gen = self.generator(init.device)
         (b, h, d), s = init.shape, self.num_samples
         mean = torch.maximum(torch.minimum(init, high), low)
-        std = self.noise_std
+        std, best_plan, best_seen = self.noise_std, mean, None
         for _ in range(self.iters):
             noise = self.noise((b, s, h, d), gen, init)
             candidates = torch.add(mean[:, None], noise, alpha=std).clamp_(low, high)
             candidates[:, 0] = mean
             costs = evaluate_costs(name, cost_fn, candidates)
-            best_cost = costs.min(dim=1).values
+            best_cost, best_idx = costs.min(dim=1)
+            best_plan, best_seen = keep_best(best_plan, best_seen, candidates, best_cost, best_idx)
             if torch.isinf(best_cost).any():
                 raise ValueError(f"{name}: every candidate of envs "
                                  f"{torch.nonzero(torch.isinf(best_cost)).flatten().tolist()} has infinite cost")
@@ -233,9 +255,10 @@ class MPPISolver:
             # bounds; it is the next candidate 0 and the returned plan, so clamp it
             mean = torch.einsum("bs,bshd->bhd", weights, candidates).clamp_(low, high)
             std = max(std * self.std_decay, self.min_std)
-        self.last_info = {"best_cost": best_cost, "mean_cost": costs[:, 0], "ess": 1.0 / weights.pow(2).sum(1),
+        self.last_info = {"best_cost": best_cost, "mean_cost": costs[:, 0], "best_seen_cost": best_seen,
+                          "ess": 1.0 / weights.pow(2).sum(1), "return_best": self.return_best,
                           "iterations": self.iters, "model_evals": self.iters * b * s}
-        return mean
+        return best_plan if self.return_best else mean
 
 
 # ---- main ----
@@ -272,24 +295,30 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 def main(args: Args) -> dict:
 
-    device = pick_device(args.device)
+    oracle = args.checkpoint == "oracle"
+    # the oracle simulates on the CPU: planning there too spares copying every candidate off an accelerator
+    device = torch.device("cpu") if oracle and args.device == "auto" else pick_device(args.device)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    model, ckpt = load_checkpoint(args.checkpoint, map_location=device, model_script=args.model_script,
-                                  search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
-                                  allow_script_change=args.allow_script_change)
+    model, ckpt = (None, {"extra": {}}) if oracle else load_checkpoint(
+        args.checkpoint, map_location=device, model_script=args.model_script,
+        search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
+        allow_script_change=args.allow_script_change)
     dataset = open_dataset(args.dataset) if args.dataset else None
     env_id = args.env_id or ckpt["extra"].get("env_id") or (dataset.metadata.get("env_id") if dataset else None)
     if env_id is None:
         raise SystemExit("cannot tell which env to plan in: pass --env-id")
     check_env(ckpt, env_id, args.checkpoint)
+    if oracle:
+        model = OracleWorldModel(env_id, action_block=args.oracle_action_block,
+                                 image_size=int((dataset.metadata.get("image_size") if dataset else None) or 64))
     image_size = int(getattr(model, "image_size", 0) or (dataset.metadata.get("image_size") if dataset else 64))
     world = World(env_id, num_envs=args.num_envs, image_size=image_size, max_episode_steps=args.eval_budget,
                   seed=args.seed)
     solver = MPPISolver(num_samples=args.num_samples, iters=args.iters, temperature=args.temperature,
                         noise_std=args.noise_std, std_decay=args.std_decay, min_std=args.min_std,
                         block_noise=args.block_noise, action_block=int(getattr(model, "action_block", None) or 1),
-                        seed=args.seed)
+                        return_best=args.return_best, seed=args.seed)
     solver.check_action_space(world.action_space)
     results = {"args": asdict(args), "env_id": env_id, "tables": {}}
     protocols = []
@@ -314,7 +343,8 @@ def main(args: Args) -> dict:
                 per_episode[name] = run(floor)
                 rows.append(summarize(name, per_episode[name], 0.0))
         print_table(f"{protocol} protocol: {env_id}, {args.episodes} episodes, budget {args.eval_budget}"
-                    + (f", goal offset {args.goal_offset}" if protocol == "dataset" else ""), rows)
+                    + (f", goal offset {args.goal_offset}" if protocol == "dataset" else "")
+                    + (", the true simulator as the model" if oracle else ""), rows)
         results["tables"][protocol] = rows
         results[protocol] = {name: {k: np.asarray(v).tolist() for k, v in r.items() if k != "variations"}
                              for name, r in per_episode.items()}

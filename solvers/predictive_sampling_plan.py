@@ -4,7 +4,10 @@
 Perturb the nominal sequence (``init``, the warm start) with Gaussian noise, keep the lowest-cost candidate as the
 new nominal. No distribution is fitted: sample 0 is always the nominal itself, so the cost never goes up. With
 ``iters=1`` it is the one-shot planner of the paper (refinement comes only from replanning); more iterations,
-with the noise shrinking by ``std_decay``, turn it into a simple random local search.
+with the noise shrinking by ``std_decay``, turn it into a simple random local search. The nominal is always the
+best candidate of the last iteration; ``return_best`` (``--return-best``, for the same flag on every sampling
+solver) returns the lowest-cost candidate evaluated in any iteration, which for a deterministic cost is the same
+plan (the nominal is re-evaluated each iteration and keeps ties) and differs only when the cost is noisy.
 """
 
 from __future__ import annotations
@@ -23,12 +26,16 @@ import tyro
 from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
 from swm_core.checkpoint import check_env, load_checkpoint
 from swm_core.data import open_dataset
+from swm_core.oracle import OracleWorldModel
 
 
 @dataclass
 class Args:
     checkpoint: str
-    """world-model checkpoint written by any baselines/*_train.py"""
+    """world-model checkpoint written by any baselines/*_train.py, or 'oracle': the true simulator as the model
+    (swm_core/oracle.py; Push-T and Two-Room), the planner's ceiling"""
+    oracle_action_block: int = 5
+    """--checkpoint oracle: env steps per model step (the learned baselines' frameskip)"""
     dataset: str | None = None
     """Lance dataset for the dataset-driven protocol (held-out episodes); None: episodic evaluation only"""
     env_id: str | None = None
@@ -58,6 +65,9 @@ class Args:
     block_noise: bool = False
     """draw one perturbation per model step and hold it over its action_block env steps (smooth candidates that
     travel far); default: independent noise for every env step, as in the paper"""
+    return_best: bool = False
+    """return the lowest-cost candidate evaluated over all iterations (the same plan as the nominal unless the cost is
+    noisy); default: the last iteration's best, as in the paper"""
     horizon: int = 5
     """planning horizon in model steps (each model step is the model's action_block env steps)"""
     receding_horizon: int = 5
@@ -132,6 +142,17 @@ def check_continuous_space(name: str, space) -> None:
                          f"use CategoricalCEMSolver or PGDSolver (with an action_table) for discrete actions")
 
 
+def keep_best(best_plan, best_cost, candidates, lowest, argmin):
+    """The lowest-cost candidate seen so far per env, on device with no loop over envs: ``candidates[b, argmin[b]]``
+    (cost ``lowest[b]``, this iteration's minimum) replaces ``best_plan[b]`` where it is lower than ``best_cost[b]``
+    (a tie keeps the earlier one; ``best_cost`` None: the first iteration). Returns (best_plan, best_cost)."""
+    found = candidates[torch.arange(len(argmin), device=argmin.device), argmin]
+    if best_cost is None:
+        return found, lowest
+    better = lowest < best_cost
+    return torch.where(better[:, None, None], found, best_plan), torch.where(better, lowest, best_cost)
+
+
 class PredictiveSamplingSolver:
     """Predictive sampling: ``solver(cost_fn, init, low, high) -> (B, H, D)``.
 
@@ -143,19 +164,21 @@ class PredictiveSamplingSolver:
         min_std: floor on the std.
         block_noise: hold each noise draw over the ``action_block`` env steps of a model step (see ``noise``).
         action_block: env steps per model step (the layout of D); only ``block_noise`` uses it.
+        return_best: return the lowest-cost candidate evaluated over all iterations instead of the last nominal.
         seed: seed of the solver's own ``torch.Generator``.
         device: where to plan; ``None`` plans on the device of ``init``.
         action_table: must be None (continuous solver).
 
-    NaN costs raise a ValueError. ``last_info``: ``best_cost`` (B,) cost of the returned sequence,
+    NaN costs raise a ValueError. ``last_info``: ``best_cost`` (B,) cost of the last nominal, ``best_seen_cost`` (B,)
+    lowest cost evaluated over all iterations (the returned sequence's with ``return_best``), ``return_best``,
     ``iterations``, ``model_evals``.
     """
 
     action_kind = "continuous"
 
     def __init__(self, num_samples: int = 300, iters: int = 30, noise_std: float = 1.0, std_decay: float = 0.9,
-                 min_std: float = 0.01, block_noise: bool = False, action_block: int = 1, seed: int = 0,
-                 device: str | torch.device | None = None, action_table=None):
+                 min_std: float = 0.01, block_noise: bool = False, action_block: int = 1, return_best: bool = False,
+                 seed: int = 0, device: str | torch.device | None = None, action_table=None):
         name = type(self).__name__
         if action_table is not None:
             raise ValueError(f"{name} plans continuous actions: expected no action_table, got a discrete action "
@@ -171,6 +194,7 @@ class PredictiveSamplingSolver:
         if isinstance(action_block, bool) or int(action_block) != action_block or action_block < 1:
             raise ValueError(f"{name}: action_block must be an integer >= 1, got {action_block!r}")
         self.block_noise, self.action_block = bool(block_noise), int(action_block)
+        self.return_best = bool(return_best)
         self._generator: torch.Generator | None = None
         self.last_info: dict = {}
 
@@ -203,7 +227,7 @@ class PredictiveSamplingSolver:
         gen = self.generator(init.device)
         (b, h, d), s = init.shape, self.num_samples
         nominal = torch.maximum(torch.minimum(init, high), low)
-        std = self.noise_std
+        std, best_plan, best_seen = self.noise_std, nominal, None
         for _ in range(self.iters):
             noise = self.noise((b, s, h, d), gen, init)
             candidates = torch.add(nominal[:, None], noise, alpha=std).clamp_(low, high)
@@ -211,9 +235,11 @@ class PredictiveSamplingSolver:
             costs = evaluate_costs(name, cost_fn, candidates)
             best_cost, best = costs.min(dim=1)  # ties go to the lowest index, i.e. the nominal stays
             nominal = candidates[torch.arange(b, device=init.device), best]
+            best_plan, best_seen = keep_best(best_plan, best_seen, candidates, best_cost, best)
             std = max(std * self.std_decay, self.min_std)
-        self.last_info = {"best_cost": best_cost, "iterations": self.iters, "model_evals": self.iters * b * s}
-        return nominal
+        self.last_info = {"best_cost": best_cost, "best_seen_cost": best_seen, "return_best": self.return_best,
+                          "iterations": self.iters, "model_evals": self.iters * b * s}
+        return best_plan if self.return_best else nominal
 
 
 # ---- main ----
@@ -250,23 +276,30 @@ def print_table(title: str, rows: list[dict]) -> None:
 
 def main(args: Args) -> dict:
 
-    device = pick_device(args.device)
+    oracle = args.checkpoint == "oracle"
+    # the oracle simulates on the CPU: planning there too spares copying every candidate off an accelerator
+    device = torch.device("cpu") if oracle and args.device == "auto" else pick_device(args.device)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    model, ckpt = load_checkpoint(args.checkpoint, map_location=device, model_script=args.model_script,
-                                  search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
-                                  allow_script_change=args.allow_script_change)
+    model, ckpt = (None, {"extra": {}}) if oracle else load_checkpoint(
+        args.checkpoint, map_location=device, model_script=args.model_script,
+        search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
+        allow_script_change=args.allow_script_change)
     dataset = open_dataset(args.dataset) if args.dataset else None
     env_id = args.env_id or ckpt["extra"].get("env_id") or (dataset.metadata.get("env_id") if dataset else None)
     if env_id is None:
         raise SystemExit("cannot tell which env to plan in: pass --env-id")
     check_env(ckpt, env_id, args.checkpoint)
+    if oracle:
+        model = OracleWorldModel(env_id, action_block=args.oracle_action_block,
+                                 image_size=int((dataset.metadata.get("image_size") if dataset else None) or 64))
     image_size = int(getattr(model, "image_size", 0) or (dataset.metadata.get("image_size") if dataset else 64))
     world = World(env_id, num_envs=args.num_envs, image_size=image_size, max_episode_steps=args.eval_budget,
                   seed=args.seed)
     solver = PredictiveSamplingSolver(num_samples=args.num_samples, iters=args.iters,
                                       noise_std=args.noise_std, std_decay=args.std_decay,
                                       min_std=args.min_std, block_noise=args.block_noise,
+                                      return_best=args.return_best,
                                       action_block=int(getattr(model, "action_block", None) or 1), seed=args.seed)
     solver.check_action_space(world.action_space)
     results = {"args": asdict(args), "env_id": env_id, "tables": {}}
@@ -292,7 +325,8 @@ def main(args: Args) -> dict:
                 per_episode[name] = run(floor)
                 rows.append(summarize(name, per_episode[name], 0.0))
         print_table(f"{protocol} protocol: {env_id}, {args.episodes} episodes, budget {args.eval_budget}"
-                    + (f", goal offset {args.goal_offset}" if protocol == "dataset" else ""), rows)
+                    + (f", goal offset {args.goal_offset}" if protocol == "dataset" else "")
+                    + (", the true simulator as the model" if oracle else ""), rows)
         results["tables"][protocol] = rows
         results[protocol] = {name: {k: np.asarray(v).tolist() for k, v in r.items() if k != "variations"}
                              for name, r in per_episode.items()}

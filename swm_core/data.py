@@ -92,12 +92,37 @@ def _decode_images(arr: pa.Array, shape: Sequence[int], positions: np.ndarray | 
     if pa.types.is_fixed_size_list(arr.type):
         frames = arr.flatten().to_numpy(zero_copy_only=False).reshape(len(arr), *shape)
         return frames if positions is None else frames[positions]
-    offsets, data = _binary_views(arr)
     positions = np.arange(len(arr)) if positions is None else positions
     out = np.empty((len(positions), *shape), np.uint8)
-    for i, p in enumerate(positions.tolist()):
-        decode_jpeg_into(data[offsets[p] : offsets[p + 1]], out[i])
+    _decode_into(arr, positions.tolist(), range(len(positions)), out)
     return out
+
+
+class FrameError(ValueError):
+    """A stored image that does not decode; ``index``: its position in the array read (the readers re-raise it
+    naming the dataset, column, episode and step)."""
+
+    def __init__(self, message: str, index: int):
+        super().__init__(message)
+        self.index = index
+
+
+def _decode_into(arr: pa.Array, items, slots, out: np.ndarray) -> None:
+    """Decode the JPEGs at positions ``items`` of a binary array into ``out[slots]``."""
+    offsets, data = _binary_views(arr)
+    for i, s in zip(items, slots):
+        try:
+            decode_jpeg_into(data[offsets[i] : offsets[i + 1]], out[s])
+        except Exception as err:  # simplejpeg / OpenCV: not a whole JPEG, or not of the column's (H, W, C)
+            raise FrameError(f"the stored image does not decode (truncated or corrupted JPEG?): "
+                             f"{type(err).__name__}: {err}", i) from None
+
+
+def _named(err: FrameError, path, column: str, row: int, episode_ids, episode_offsets) -> FrameError:
+    """``err`` again, naming the dataset, the column and the episode and step of dataset row ``row``."""
+    e = int(np.searchsorted(episode_offsets, row, "right")) - 1
+    return FrameError(f"{os.fspath(path)!r}: column {column!r}, episode {int(episode_ids[e])}, step "
+                      f"{row - int(episode_offsets[e])} (row {row}): {err}", row)
 
 
 # ------------------------------------------------------------------------------------------------- reader
@@ -109,7 +134,7 @@ def _reading(path, storage_options=None, what: str = "data"):
     ValueError naming the dataset and what was read (truncated data files, a corrupt manifest, a bad JPEG)."""
     try:
         yield
-    except ConnectionError:
+    except (ConnectionError, FrameError):  # FrameError names the frame already
         raise
     except (OSError, ValueError) as err:  # lance and pyarrow (ArrowInvalid is a ValueError), simplejpeg
         conn = connection_error(path, storage_options, err)
@@ -217,7 +242,11 @@ class TrajectoryDataset:
         out = {}
         for c in columns:
             with _reading(self.path, self.storage_options, f"column {c!r}"):
-                out[c] = self.decode(c, table.column(c), None if same else inverse)
+                try:
+                    out[c] = self.decode(c, table.column(c), None if same else inverse)
+                except FrameError as err:
+                    raise _named(err, self.path, c, int(uniq[err.index]), self.episode_ids,
+                                 self.episode_offsets) from None
         return out
 
     def episode_rows(self, episode: int) -> np.ndarray:
@@ -278,6 +307,7 @@ class WindowDataset(torch.utils.data.Dataset):
     together (read by one scan, in each process on its first batch, never pickled), so a batch is one sorted
     ``take`` of the image rows it uses; columns past the budget are read by the take too. From an object store
     (``s3://``) each ranged read is at least ``block_size`` bytes (default 1 MiB: one GET serves several windows).
+    ``verify=True`` first checks every data file against its commit's checksums (CorruptDataError names a bad one).
     Each process opens its own Lance handle (it is never pickled). Lance is not fork-safe: DataLoader workers
     must start with "forkserver" or "spawn" (``loader()`` does); a plain fork raises a clear RuntimeError.
     """
@@ -295,6 +325,7 @@ class WindowDataset(torch.utils.data.Dataset):
         version=None,
         in_memory_bytes: int = 256 << 20,
         block_size: int | None = None,
+        verify: bool = False,
     ):
         if int(num_steps) < 1:
             raise ValueError(f"num_steps must be >= 1, got {num_steps!r}")
@@ -311,6 +342,10 @@ class WindowDataset(torch.utils.data.Dataset):
 
         self.block_size = read_block_size(self.path, block_size)
         td = open_dataset(self.path, self.storage_options, version, self.block_size)
+        if verify:  # every data file of this version against the SHA-256 recorded at its commit (reads them all)
+            from swm_core.integrity import check_dataset
+
+            check_dataset(self.path, self.storage_options, td.version)
         self.columns = td.check_columns(columns)
         self.version = td.version  # workers open this exact version
         self.metadata = td.metadata
@@ -322,6 +357,7 @@ class WindowDataset(torch.utils.data.Dataset):
         offsets, lengths = td.episode_offsets[idx], td.episode_lengths[idx]
         order = np.argsort(offsets, kind="stable")
         self.episode_ids, offsets, lengths = self.episode_ids[order], offsets[order], lengths[order]
+        self.episode_offsets = offsets  # first row of each episode (names the episode of a frame that fails)
         self.windows_per_episode = np.maximum(lengths - self.num_steps * self.frameskip, 0)
         self.window_starts = np.concatenate(
             [np.zeros(0, np.int64)]
@@ -492,7 +528,11 @@ class WindowDataset(torch.utils.data.Dataset):
                     # does not, so large batch buffers are much cheaper to touch. notes: docs/notes/data.md
                     frames = torch.from_numpy(np.empty((B * T, *self.shapes[c]), np.uint8))
                     with _reading(self.path, self.storage_options, f"frames of column {c!r}"):
-                        _gather_images(arr, self.shapes[c], first, inverse, frames.numpy())
+                        try:
+                            _gather_images(arr, self.shapes[c], first, inverse, frames.numpy())
+                        except FrameError as err:
+                            raise _named(err, self.path, c, int(frame_set[err.index]), self.episode_ids,
+                                         self.episode_offsets) from None
                     out[c] = frames.view(B, T, *self.shapes[c])
                 else:
                     values = to_numpy(arr, self.shapes[c] or None)[inverse]
@@ -563,9 +603,7 @@ def _gather_images(
     if not pa.types.is_binary(arr.type) and not pa.types.is_large_binary(arr.type):
         np.take(_decode_images(arr, shape), inverse, axis=0, out=out)
         return
-    offsets, data = _binary_views(arr)
-    for u, p in enumerate(first.tolist()):
-        decode_jpeg_into(data[offsets[u] : offsets[u + 1]], out[p])
+    _decode_into(arr, range(len(first)), first.tolist(), out)
     if len(first) < len(inverse):  # rows used by more than one window
         source = first[inverse]
         repeat = np.flatnonzero(source != np.arange(len(inverse)))

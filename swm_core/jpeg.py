@@ -89,6 +89,16 @@ def jpeg_header(data) -> tuple[int, int, int, str | None]:
     return img.shape[0], img.shape[1], 1 if img.ndim == 2 else img.shape[2], None
 
 
+def whole_jpeg_header(data) -> tuple[int, int, int, str | None]:
+    """``jpeg_header(data)`` of a JPEG that also starts with SOI and ends with EOI (zero padding allowed): the header
+    of a truncated JPEG still reads, its end marker is gone. ValueError otherwise."""
+    b = bytes(data)
+    if b[:2] != b"\xff\xd8" or b.rstrip(b"\x00")[-2:] != b"\xff\xd9":
+        raise ValueError(f"not a whole JPEG: {len(b)} bytes starting {b[:2].hex() or '-'} and ending "
+                         f"{b[-2:].hex() or '-'} (a JPEG starts ffd8 and ends ffd9: truncated or not a JPEG)")
+    return jpeg_header(b)
+
+
 def jpeg_shape(data) -> tuple[int, int, int]:
     """(height, width, channels) of one JPEG."""
     return jpeg_header(data)[:3]

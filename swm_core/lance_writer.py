@@ -10,8 +10,9 @@ from collections.abc import Iterable, Mapping
 import lance
 import numpy as np
 import pyarrow as pa
+from lance.dataset import Transaction
 
-from swm_core.jpeg import check_jpeg_subsampling, encode_frames, jpeg_header
+from swm_core.jpeg import check_jpeg_subsampling, encode_frames, whole_jpeg_header
 from swm_core.lance_io import (
     METADATA_KEY,
     infer_metadata,
@@ -118,10 +119,13 @@ class LanceWriter:
                 raise ValueError(
                     f"column {name!r}: JPEG-encoded frames need encoding='jpeg', not {self.encoding!r}"
                 )
-            try:
-                headers = [jpeg_header(b) for b in x]
-            except Exception as err:
-                raise ValueError(f"column {name!r}: object values that are not JPEG images: {err}") from None
+            headers = []
+            for t, b in enumerate(x):
+                try:
+                    headers.append(whole_jpeg_header(b))
+                except Exception as err:
+                    raise ValueError(f"column {name!r}, step {t}: the object value is not a JPEG image: "
+                                     f"{err}") from None
             shapes = {h[:3] for h in headers}
             if len(shapes) != 1:
                 raise ValueError(f"column {name!r}: JPEG frames of different shapes {sorted(shapes)}")
@@ -291,36 +295,19 @@ class LanceWriter:
         return len(self._batches) + getattr(self, "_staged_episodes", 0)
 
     def commit(self) -> int | None:
-        """Append every buffered episode as one Lance version; returns the dataset version (None if empty)."""
-        if self._staged:  # part of the episodes are already written as data files: commit them all at once
-            self._stage()
-            op = (
-                lance.LanceOperation.Append(self._staged)
-                if self._exists
-                else lance.LanceOperation.Overwrite(self._schema, self._staged)
-            )
-            ds = lance.LanceDataset.commit(
-                self.path,
-                op,
-                read_version=self.version if self._exists else None,
-                storage_options=self.storage_options,
-            )
-            self._exists, self._staged, self._staged_episodes = True, [], 0
-            self.version, self._committed_next = ds.version, self._next_episode
+        """Append every buffered episode as one Lance version; returns the dataset version (None if empty). The
+        commit records the SHA-256 of each data file it adds (:mod:`swm_core.integrity`, for ``verify``)."""
+        from swm_core.integrity import checksum_properties  # loaded once data is written, not by every import
+
+        self._stage()
+        if not self._staged:
             return self.version
-        if not self._batches:
-            return self.version
-        table = pa.Table.from_batches(self._batches, schema=self._schema)
-        ds = lance.write_dataset(
-            table,
-            self.path,
-            schema=self._schema,
-            mode="append" if self._exists else "create",
-            storage_options=self.storage_options,
-            session=lance_session(),
-        )
-        self._exists = True
-        self._batches = []
+        op = (lance.LanceOperation.Append(self._staged) if self._exists
+              else lance.LanceOperation.Overwrite(self._schema, self._staged))
+        properties = checksum_properties(self.path, self._staged, self.storage_options)
+        ds = lance.LanceDataset.commit(self.path, Transaction(self.version or 0, op, transaction_properties=properties),
+                                       storage_options=self.storage_options)
+        self._exists, self._staged, self._staged_episodes = True, [], 0
         self.version, self._committed_next = ds.version, self._next_episode
         return self.version
 

@@ -117,8 +117,19 @@ class FeedForwardPolicy(BasePolicy):
         self.model = model.to(device).eval()
         self.device = torch.device(device)
 
+    def set_action_space(self, action_space):
+        if not isinstance(action_space, gym.spaces.Box):
+            raise ValueError(f"FeedForwardPolicy outputs continuous actions; the env's action space is {action_space}")
+        model_a = getattr(self.model, "action_dim", None)
+        if model_a is not None and model_a != int(np.prod(action_space.shape)):
+            raise ValueError(f"the model outputs actions of size {model_a}, but the env's action space {action_space} "
+                             f"has size {int(np.prod(action_space.shape))}: was it trained on another env?")
+        super().set_action_space(action_space)
+
     @torch.no_grad()
     def get_actions(self, infos):
+        if self.action_space is None:
+            raise RuntimeError("FeedForwardPolicy has no action space: attach it with world.set_policy(policy) first")
         actions = self.model.get_action(_to_device(infos, PLAN_KEYS, self.device))
         low, high = self.action_space.low, self.action_space.high
         return np.clip(actions.float().cpu().numpy(), low, high).astype(self.action_space.dtype)
@@ -223,7 +234,9 @@ class MPCPolicy(BasePolicy):
         return actions.reshape(n, *space.shape).astype(space.dtype)
 
     def _replan(self, infos, env_ids):
-        sub = _to_device(infos, PLAN_KEYS, self.device, index=env_ids)
+        # a model may read more of infos than PLAN_KEYS (the oracle: sim_state and the FoV values), named in plan_keys
+        keys = PLAN_KEYS + tuple(getattr(self.model, "plan_keys", ()))
+        sub = _to_device(infos, keys, self.device, index=env_ids)
         ids = torch.as_tensor(env_ids, device=self.device)
         if self.warm_start:
             tail = self._plan[ids, self.receding_horizon:]
@@ -258,4 +271,21 @@ def expert_policy(env_id: str, seed: int = 0, **kwargs) -> BasePolicy:
         from swm_core.envs.two_room import TwoRoomExpert
 
         return TwoRoomExpert(seed=seed, **kwargs)
-    raise ValueError(f"no scripted expert for env {env_id!r}; available for swm/PushT-v1 and swm/TwoRoom-v1")
+    if env_id == "swm/Pendulum-v1":
+        from swm_core.envs.pendulum import PendulumExpert
+
+        return PendulumExpert(seed=seed, **kwargs)
+    if env_id == "swm/CartPole-v1":
+        from swm_core.envs.cartpole import CartPoleExpert
+
+        return CartPoleExpert(seed=seed, **kwargs)
+    if env_id == "swm/MountainCar-v1":
+        from swm_core.envs.mountain_car import MountainCarExpert
+
+        return MountainCarExpert(seed=seed, **kwargs)
+    if env_id == "swm/Acrobot-v1":
+        from swm_core.envs.acrobot import AcrobotExpert
+
+        return AcrobotExpert(seed=seed, **kwargs)
+    raise ValueError(f"no scripted expert for env {env_id!r}; available for swm/PushT-v1, swm/TwoRoom-v1 (and its "
+                     "discrete variants), swm/Pendulum-v1, swm/CartPole-v1, swm/MountainCar-v1 and swm/Acrobot-v1")

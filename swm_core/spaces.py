@@ -39,7 +39,10 @@ class Box:
                 arr = np.broadcast_to(arr, self.shape)
             except ValueError:
                 raise ValueError(f"variation {key!r}: expected shape {self.shape}, got {np.shape(value)}") from None
-        if not np.all(np.isfinite(arr)) or np.any(arr < self.low - 1e-9) or np.any(arr > self.high + 1e-9):
+        # a float32 leaf's own values (e.g. read back from a dataset) may round just past a bound: allowed
+        tol = 1e-9 + (np.finfo(self.dtype).eps * np.maximum(np.abs(self.low), np.abs(self.high))
+                      if np.issubdtype(self.dtype, np.floating) else 0.0)
+        if not np.all(np.isfinite(arr)) or np.any(arr < self.low - tol) or np.any(arr > self.high + tol):
             raise ValueError(
                 f"variation {key!r}: value {np.asarray(value).tolist()} is outside the allowed range "
                 f"[{self.low.tolist()}, {self.high.tolist()}]"

@@ -20,9 +20,14 @@ RECORDED = ("pixels", "goal", "proprio", "goal_proprio", "state", "goal_state", 
 
 
 def _check_env_id(env_id: str) -> None:
+    if env_id not in gym.registry and env_id.startswith("ALE/"):
+        from swm_core.blackbox import register_optional
+
+        register_optional(env_id)
     if env_id not in gym.registry:
         native = sorted(k for k in gym.registry if k.startswith("swm/"))
-        raise ValueError(f"unknown env id {env_id!r}; World runs the native swm envs: {native}")
+        raise ValueError(f"unknown env id {env_id!r}; World runs the native swm envs {native} and, as black boxes "
+                         "(frames only, visual wrappers), any registered Gymnasium id with an rgb_array render")
 
 
 def stack_infos(infos: Sequence[dict]) -> dict[str, np.ndarray]:
@@ -70,6 +75,7 @@ class World:
         self.action_space = self.envs[0].action_space
         self.variation_space = getattr(self.envs[0].unwrapped, "variation_space", None)
         self.control_hz = getattr(self.envs[0].unwrapped, "control_hz", None)
+        self._ends_on_done = bool(getattr(self.envs[0].unwrapped, "ends_on_done", False))  # black-box envs
         self.policy = None
         self.infos: dict[str, np.ndarray] = {}
         self._rng = np.random.default_rng(seed)
@@ -84,6 +90,14 @@ class World:
         def native() -> list[str]:
             return sorted(k for k in gym.registry if k.startswith("swm/"))
 
+        creator = gym.registry[env_id].entry_point
+        if isinstance(creator, str):
+            creator = gym.envs.registration.load_env_creator(creator)
+        if not (isinstance(creator, type) and issubclass(creator, SWMEnv)):  # any other Gymnasium env: frames only
+            from swm_core.blackbox import BlackBoxEnv
+
+            env = BlackBoxEnv(env_id, image_size=image_size, **env_kwargs)
+            return apply_wrappers(env, wrappers) if wrappers else env
         try:
             env = gym.make(env_id, image_size=image_size, disable_env_checker=True, **env_kwargs).unwrapped
         except TypeError as err:
@@ -265,7 +279,8 @@ class World:
                 step = int(self.infos["step_idx"][slot])
                 if self.infos["success"][slot] and not success[e]:
                     success[e], steps_to_success[e] = True, step
-                if step >= budget or (stop_on_success and success[e]):
+                ended = self._ends_on_done and (self.infos["terminated"][slot] or self.infos["truncated"][slot])
+                if step >= budget or (stop_on_success and success[e]) or ended:
                     lengths[e] = step
                     if on_end is not None:
                         on_end(slot, e)
@@ -328,6 +343,10 @@ class World:
         from swm_core.data import TrajectoryDataset, open_dataset
 
         _check_count("episodes", episodes)
+        if not getattr(self.envs[0].unwrapped, "restorable", True):
+            raise ValueError(f"{self.env_id!r} runs as a black-box Gymnasium env: its simulator state cannot be saved "
+                             "or restored, so the dataset-driven evaluation (start at a recorded state, reach a "
+                             "recorded goal) is not available for it; use World.evaluate or a native swm env")
         if int(goal_offset) < 1:
             raise ValueError(f"goal_offset must be >= 1 env steps (the goal is that many steps after the start), "
                              f"got {goal_offset!r}")

@@ -7,8 +7,9 @@ latent-space solvers (GRASP) need, and ``ConstrainedWorldModel`` what the augmen
 Shapes: ``B`` envs planned together, ``S`` candidates per env, ``H`` model steps, ``A`` the env's action size.
 Each model step covers ``action_block`` env steps, so a candidate's last dim is ``action_block * A``: the block's
 actions concatenated, env step first. ``infos`` is the batch of :attr:`swm_core.world.World.infos` entries the
-planner needs (``pixels``, ``goal``, ``proprio``, ``goal_proprio``, ``state``, ``goal_state``: those present), as
-tensors on the planning device, one row per env.
+planner needs (``pixels``, ``goal``, ``proprio``, ``goal_proprio``, ``state``, ``goal_state``: those present, plus
+the keys a model names in an optional ``plan_keys`` attribute, e.g. ``sim_state``), as tensors on the planning
+device, one row per env.
 """
 
 from __future__ import annotations

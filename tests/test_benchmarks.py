@@ -255,8 +255,8 @@ def test_bad_arguments_are_named(tmp_path, load_script):
         solver_table.main(solver_table.Args(solvers=("nope",), out_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="pass a single --envs"):
         solver_table.main(solver_table.Args(checkpoint="x.pt", out_dir=str(tmp_path)))
-    with pytest.raises(ValueError, match=r"unknown baseline\(s\) \['gcbc'\]"):
-        success_table.main(success_table.Args(baselines=("gcbc",), out_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match=r"unknown baseline\(s\) \['hiql'\]"):
+        success_table.main(success_table.Args(baselines=("hiql",), out_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="--seeds must be >= 1, got 0"):
         success_table.main(success_table.Args(seeds=0, out_dir=str(tmp_path)))
     assert not any(tmp_path.iterdir())  # nothing was collected or trained

@@ -423,7 +423,7 @@ def test_process_killed_mid_commit_leaves_previous_version(tmp_path):
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_data import step_episode
 
-        real_write = lance.write_dataset
+        real_write = lance.fragment.write_fragments  # what LanceWriter writes its data files with
 
         def dying_write(table, uri, **kw):
             def batches():  # dies after Lance has written several data files, before the manifest
@@ -434,7 +434,7 @@ def test_process_killed_mid_commit_leaves_previous_version(tmp_path):
             kw["max_rows_per_file"] = 10
             return real_write(pa.RecordBatchReader.from_batches(table.schema, batches()), uri, **kw)
 
-        lance.write_dataset = dying_write
+        lance.fragment.write_fragments = dying_write
         with LanceWriter({str(path)!r}, encoding="raw") as w:
             for e in range(4):
                 w.add_episode(step_episode(e, 10))

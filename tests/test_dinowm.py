@@ -402,7 +402,7 @@ def test_script_trains_checkpoints_and_resumes(tmp_path):
     assert re.search(r"step 3: val/total=\S+", out) and "16 tokens x 192" in out
     ckpt = read_checkpoint(tmp_path / "a" / "model.pt")
     assert ckpt["extra"]["step"] == 4 and ckpt["extra"]["env_id"] == "swm/Tiny-v0"
-    assert (tmp_path / "a" / "optim.pt").is_file() and set(ckpt["stats"]) == {"action", "proprio"}
+    assert (tmp_path / "a" / ckpt["extra"]["train_state"]).is_file() and set(ckpt["stats"]) == {"action", "proprio"}
     cfg = ckpt["config"]
     assert (cfg["encoder"], cfg["encoder_pretrained"], cfg["proprio_dim"], cfg["action_block"]) == (
         "vit_tiny_patch16_224", "none", 3, 2)

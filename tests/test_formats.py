@@ -689,12 +689,13 @@ def test_truncated_lance_files_and_corrupt_jpegs_are_named(tmp_path):
     bad = tmp_path / "bad.lance"
     lance.write_dataset(table, bad, schema=table.schema)
     windows = WindowDataset(bad, num_steps=1, frameskip=1, split="all", columns=("pixels",))
-    with pytest.raises(ValueError, match=r"cannot read frames of column 'pixels' of the Lance dataset '.*bad.lance'"):
+    frame = r"bad.lance': column 'pixels', episode 1, step 3 \(row 15\): the stored image does not decode"
+    with pytest.raises(ValueError, match=frame):
         windows.batch(list(range(len(windows))))
-    with pytest.raises(ValueError, match=r"cannot read column 'pixels' of the Lance dataset '.*bad.lance'"):
+    with pytest.raises(ValueError, match=frame):
         open_dataset(bad).read_rows(np.arange(20), ["pixels"])
     for dst in ("copy.h5", "copy.lance"):  # JPEG bytes copied as they are: their headers are checked
-        with pytest.raises(ValueError, match=r"bad.lance: image column 'pixels', episode 1, frame 3 is not a readable JPEG"):
+        with pytest.raises(ValueError, match=r"bad.lance: image column 'pixels', episode 1, step 3 is not a readable JPEG"):
             convert(bad, tmp_path / dst)
         assert not (tmp_path / dst).exists()
 

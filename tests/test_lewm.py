@@ -308,7 +308,7 @@ def test_script_trains_checkpoints_and_resumes(tmp_path):
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
     assert re.search(r"step 6: val/total=\S+", out) and "data_wait_fraction=" in out
     ckpt = read_checkpoint(tmp_path / "a" / "model.pt")
-    assert ckpt["extra"]["step"] == 6 and (tmp_path / "a" / "optim.pt").is_file()
+    assert ckpt["extra"]["step"] == 6 and (tmp_path / "a" / ckpt["extra"]["train_state"]).is_file()
     assert ckpt["config"]["action_dim"] == 2 and ckpt["config"]["action_block"] == 2
     assert set(ckpt["stats"]) == {"action", "proprio"}
     model, _ = load_checkpoint(tmp_path / "a" / "model.pt")

@@ -332,7 +332,7 @@ def test_script_trains_checkpoints_and_resumes(tmp_path):
     assert (
         ckpt["class_name"] == "PLDM"
         and ckpt["extra"]["step"] == 6
-        and (tmp_path / "a" / "optim.pt").is_file()
+        and (tmp_path / "a" / ckpt["extra"]["train_state"]).is_file()
     )
     assert ckpt["extra"]["env_id"] == "swm/Tiny-v0"
     assert ckpt["config"]["action_dim"] == 2 and ckpt["config"]["action_block"] == 2

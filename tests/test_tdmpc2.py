@@ -411,7 +411,7 @@ def test_script_trains_checkpoints_and_resumes(tmp_path):
     ckpt = read_checkpoint(tmp_path / "a" / "model.pt")
     assert ckpt["extra"]["step"] == 6 and ckpt["extra"]["env_id"] == "swm/Point-v0"
     assert ckpt["config"]["action_dim"] == 2 and ckpt["config"]["action_block"] == 2
-    assert set(ckpt["stats"]) == {"action", "state"} and (tmp_path / "a" / "optim.pt").is_file()
+    assert set(ckpt["stats"]) == {"action", "state"} and (tmp_path / "a" / ckpt["extra"]["train_state"]).is_file()
     model, _ = load_checkpoint(tmp_path / "a" / "model.pt")
     assert model.get_cost(plan_infos(), torch.zeros(2, 3, 2, 4)).shape == (2, 3)
 

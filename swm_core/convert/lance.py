@@ -63,9 +63,10 @@ def lance_source(path, storage_options=None, version=None, columns=None) -> Sour
                 elif c in image_columns:
                     try:
                         ep[c] = td.decode(c, arr)
-                    except Exception as err:
+                    except Exception as err:  # FrameError: its index is the step
+                        step = f", step {err.index}" if hasattr(err, "index") else ""
                         raise ValueError(f"{path}: cannot decode image column {c!r} of episode "
-                                         f"{int(td.episode_ids[i])}: {err}") from err
+                                         f"{int(td.episode_ids[i])}{step}: {err}") from err
                 else:
                     ep[c] = arrow_to_numpy(arr, shapes[c], c, path)
             yield ep
@@ -125,8 +126,8 @@ def write_lance(source: Source, dst, *, encoding: str | None = None, jpeg_qualit
                         if c == "episode_idx":
                             continue
                         if c in source.image_columns and is_jpeg(x):
-                            if passthrough:
-                                check_jpegs(x, source.shapes.get(c), source.path, c, e)
+                            if passthrough:  # copied as they are: a truncated or garbage cell stops here
+                                check_jpegs(x, source.shapes.get(c), source.path, c, e if ids is None else int(ids[0]))
                             else:
                                 x = decode_jpegs(x, source.shapes[c])
                         episode[_writer_key(c, fov_keys)] = x

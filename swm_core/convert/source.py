@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from swm_core.jpeg import check_jpeg_subsampling, jpeg_shape
+from swm_core.jpeg import check_jpeg_subsampling, whole_jpeg_header
 from swm_core.lance_writer import ENCODINGS
 
 
@@ -92,16 +92,17 @@ def check_episode(ep: dict, first: dict, path, e: int) -> None:
 
 
 def check_jpegs(blobs, shape, path, column: str, episode: int) -> None:
-    """Raise ValueError naming the file, column, episode and frame of the first JPEG whose header does not read or
-    does not match the column's (H, W, C): JPEG bytes copied without re-encoding are checked this far."""
+    """Raise ValueError naming the file, column, episode and step of the first JPEG that lacks its start or end
+    marker (a truncated JPEG), whose header does not read, or that does not match the column's (H, W, C): JPEG bytes
+    copied without re-encoding are checked this far (not decoded)."""
     for t, blob in enumerate(blobs):
         try:
-            got = jpeg_shape(bytes(blob))
+            got = whole_jpeg_header(blob)[:3]
         except Exception as err:
-            raise ValueError(f"{path}: image column {column!r}, episode {episode}, frame {t} is not a readable JPEG "
-                             f"(corrupted?): {err}") from None
+            raise ValueError(f"{path}: image column {column!r}, episode {episode}, step {t} is not a readable JPEG "
+                             f"(truncated or corrupted?): {err}") from None
         if shape and tuple(got) != tuple(shape):
-            raise ValueError(f"{path}: image column {column!r}, episode {episode}, frame {t} is a {got} JPEG, but "
+            raise ValueError(f"{path}: image column {column!r}, episode {episode}, step {t} is a {got} JPEG, but "
                              f"the column holds {tuple(shape)} frames")
 
 

@@ -4,7 +4,9 @@ import warnings
 
 import gymnasium as gym
 
-ENV_IDS = ("swm/PushT-v1", "swm/TwoRoom-v1", "swm/TwoRoomDiscrete-v1", "swm/TwoRoomMultiDiscrete-v1")
+ENV_IDS = ("swm/PushT-v1", "swm/TwoRoom-v1", "swm/TwoRoomDiscrete-v1", "swm/TwoRoomMultiDiscrete-v1",
+           "swm/Pendulum-v1", "swm/CartPole-v1", "swm/MountainCar-v1",
+           "swm/Acrobot-v1")
 # discrete-action variants plan with a world model of their base env (same dynamics, same frames)
 BASE_ENV = {"swm/TwoRoomDiscrete-v1": "swm/TwoRoom-v1", "swm/TwoRoomMultiDiscrete-v1": "swm/TwoRoom-v1"}
 
@@ -20,6 +22,10 @@ for _id, _entry in (
     ("swm/TwoRoom-v1", "swm_core.envs.two_room:TwoRoomEnv"),
     ("swm/TwoRoomDiscrete-v1", "swm_core.envs.two_room:TwoRoomDiscreteEnv"),
     ("swm/TwoRoomMultiDiscrete-v1", "swm_core.envs.two_room:TwoRoomMultiDiscreteEnv"),
+    ("swm/Pendulum-v1", "swm_core.envs.pendulum:PendulumEnv"),
+    ("swm/CartPole-v1", "swm_core.envs.cartpole:CartPoleEnv"),
+    ("swm/MountainCar-v1", "swm_core.envs.mountain_car:MountainCarEnv"),
+    ("swm/Acrobot-v1", "swm_core.envs.acrobot:AcrobotEnv"),
 ):
     _old = gym.registry.get(_id)
     if _old is not None and _old.entry_point != _entry:

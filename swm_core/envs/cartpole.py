@@ -19,10 +19,8 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
-from gymnasium import spaces as gspaces
 
-from swm_core.envs.base import SWMEnv
-from swm_core.envs.classic import Canvas, parse_vector, wrap_angle
+from swm_core.envs.classic import Canvas, ClassicEnv, parse_vector, wrap_angle
 from swm_core.spaces import RGB, Box, VariationSpace
 
 TAU = 0.02
@@ -64,24 +62,18 @@ def accelerations(v: Mapping, s, force: float) -> tuple[float, float]:
     return xacc, thetaacc - float(v["physics.pole_damping"]) * s[3]
 
 
-class CartPoleEnv(SWMEnv):
+class CartPoleEnv(ClassicEnv):
     """CartPole. Action Box(-1, 1, (1,)) (fraction of physics.force_mag); state = proprio (4,)."""
 
     variation_space = _variation_space()
     default_variations = ("goal.position",)
     control_hz = 1 / TAU
+    proprio_dim = 4
     metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
 
     def __init__(self, image_size: int = 64, render_mode: str = "rgb_array"):
-        if render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         super().__init__(image_size=image_size, render_mode=render_mode)
         n = self.image_size
-        self.action_space = gspaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-        self.observation_space = gspaces.Dict({
-            "pixels": gspaces.Box(0, 255, shape=(n, n, 3), dtype=np.uint8),
-            "proprio": gspaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32),
-        })
         self._canvas = Canvas(n, VIEW_WIDTH, origin=(0.0, VIEW_WIDTH / 2 - VIEW_WIDTH / 3))
         self._s = [0.0, 0.0, 0.0, 0.0]
         self._static = self._draw_static()

@@ -1,4 +1,4 @@
-"""Shared pieces of the classic-control envs (Pendulum, CartPole): angle wrapping, state parsing and OpenCV drawing.
+"""Shared pieces of the classic-control envs: their base class, angle wrapping, state parsing, OpenCV drawing.
 
 Drawing works in world metres mapped to pixels by a ``Canvas`` (origin, metres per image width, y up), with
 sub-pixel anti-aliased polygons and discs, so frames are exact functions of the state at any ``image_size``.
@@ -10,6 +10,29 @@ import math
 
 import cv2
 import numpy as np
+from gymnasium import spaces as gspaces
+
+from swm_core.envs.base import SWMEnv
+
+
+class ClassicEnv(SWMEnv):
+    """Base of the classic-control envs: one action in [-1, 1] (a fraction of the force or torque limit, so the
+    action space is the same for every FoV value) and pixels + ``proprio_dim`` proprio observations."""
+
+    proprio_dim = 0
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+
+    def __init__(self, image_size: int = 64, render_mode: str = "rgb_array"):
+        if render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        super().__init__(image_size=image_size, render_mode=render_mode)
+        n = self.image_size
+        self.action_space = gspaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+        self.observation_space = gspaces.Dict({
+            "pixels": gspaces.Box(0, 255, shape=(n, n, 3), dtype=np.uint8),
+            "proprio": gspaces.Box(-np.inf, np.inf, shape=(self.proprio_dim,), dtype=np.float32),
+        })
+
 
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 _ONE = 1 << _SHIFT

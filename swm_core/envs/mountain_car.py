@@ -16,10 +16,8 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
-from gymnasium import spaces as gspaces
 
-from swm_core.envs.base import SWMEnv
-from swm_core.envs.classic import Canvas, parse_vector
+from swm_core.envs.classic import Canvas, ClassicEnv, parse_vector
 from swm_core.spaces import RGB, Box, VariationSpace
 
 X_MIN, X_MAX = -1.2, 0.6
@@ -49,24 +47,18 @@ def _variation_space() -> VariationSpace:
     })
 
 
-class MountainCarEnv(SWMEnv):
+class MountainCarEnv(ClassicEnv):
     """MountainCar. Action Box(-1, 1, (1,)) (fraction of physics.power); state = proprio (2,)."""
 
     variation_space = _variation_space()
     default_variations = ("goal.position",)
     control_hz = 30.0
+    proprio_dim = 2
     metadata = {"render_modes": ["rgb_array"], "render_fps": 30}
 
     def __init__(self, image_size: int = 64, render_mode: str = "rgb_array"):
-        if render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         super().__init__(image_size=image_size, render_mode=render_mode)
         n = self.image_size
-        self.action_space = gspaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-        self.observation_space = gspaces.Dict({
-            "pixels": gspaces.Box(0, 255, shape=(n, n, 3), dtype=np.uint8),
-            "proprio": gspaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float32),
-        })
         self._canvas = Canvas(n, X_MAX - X_MIN, origin=((X_MIN + X_MAX) / 2, (X_MAX - X_MIN) / 2))
         xs = np.linspace(X_MIN, X_MAX, 100)
         self._track = list(zip(xs.tolist(), height(xs).tolist()))

@@ -18,10 +18,8 @@ import math
 from collections.abc import Mapping
 
 import numpy as np
-from gymnasium import spaces as gspaces
 
-from swm_core.envs.base import SWMEnv
-from swm_core.envs.classic import Canvas, parse_vector, wrap_angle
+from swm_core.envs.classic import Canvas, ClassicEnv, parse_vector, wrap_angle
 from swm_core.spaces import RGB, Box, VariationSpace
 
 DT = 0.05
@@ -53,24 +51,18 @@ def holding_torque(v: Mapping, theta: float) -> float:
     return -float(v["physics.mass"]) * float(v["physics.gravity"]) * float(v["physics.length"]) / 2 * math.sin(theta)
 
 
-class PendulumEnv(SWMEnv):
+class PendulumEnv(ClassicEnv):
     """Pendulum. Action Box(-1, 1, (1,)) (fraction of the torque limit); state (2,), proprio (3,)."""
 
     variation_space = _variation_space()
     default_variations = ("goal.angle",)
     control_hz = 1 / DT
+    proprio_dim = 3
     metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(self, image_size: int = 64, render_mode: str = "rgb_array"):
-        if render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         super().__init__(image_size=image_size, render_mode=render_mode)
         n = self.image_size
-        self.action_space = gspaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-        self.observation_space = gspaces.Dict({
-            "pixels": gspaces.Box(0, 255, shape=(n, n, 3), dtype=np.uint8),
-            "proprio": gspaces.Box(-np.inf, np.inf, shape=(3,), dtype=np.float32),
-        })
         self._canvas = Canvas(n, VIEW_WIDTH)
         self._th, self._thdot = math.pi, 0.0
 

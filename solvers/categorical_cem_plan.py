@@ -26,12 +26,16 @@ import tyro
 from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
 from swm_core.checkpoint import check_env, load_checkpoint
 from swm_core.data import open_dataset
+from swm_core.oracle import OracleWorldModel
 
 
 @dataclass
 class Args:
     checkpoint: str
-    """world-model checkpoint written by any baselines/*_train.py"""
+    """world-model checkpoint written by any baselines/*_train.py, or 'oracle': the true simulator as the model
+    (swm_core/oracle.py; Push-T, Two-Room and its discrete variants, classic control), the planner's ceiling"""
+    oracle_action_block: int = 5
+    """--checkpoint oracle: env steps per model step (the learned baselines' frameskip)"""
     dataset: str | None = None
     """Lance dataset for the dataset-driven protocol (held-out episodes); None: episodic evaluation only"""
     env_id: str | None = None
@@ -314,17 +318,23 @@ def grid_action_table(space: gym.spaces.Box, bins: int) -> torch.Tensor:
 
 def main(args: Args) -> dict:
 
-    device = pick_device(args.device)
+    oracle = args.checkpoint == "oracle"
+    # the oracle simulates on the CPU: planning there too spares copying every candidate off an accelerator
+    device = torch.device("cpu") if oracle and args.device == "auto" else pick_device(args.device)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
-    model, ckpt = load_checkpoint(args.checkpoint, map_location=device, model_script=args.model_script,
-                                  search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
-                                  allow_script_change=args.allow_script_change)
+    model, ckpt = (None, {"extra": {}}) if oracle else load_checkpoint(
+        args.checkpoint, map_location=device, model_script=args.model_script,
+        search_dirs=[Path(__file__).resolve().parent.parent / "baselines", "baselines"],
+        allow_script_change=args.allow_script_change)
     dataset = open_dataset(args.dataset) if args.dataset else None
     env_id = args.env_id or ckpt["extra"].get("env_id") or (dataset.metadata.get("env_id") if dataset else None)
     if env_id is None:
         raise SystemExit("cannot tell which env to plan in: pass --env-id")
     check_env(ckpt, env_id, args.checkpoint)
+    if oracle:
+        model = OracleWorldModel(env_id, action_block=args.oracle_action_block,
+                                 image_size=int((dataset.metadata.get("image_size") if dataset else None) or 64))
     image_size = int(getattr(model, "image_size", 0) or (dataset.metadata.get("image_size") if dataset else 64))
     world = World(env_id, num_envs=args.num_envs, image_size=image_size, max_episode_steps=args.eval_budget,
                   seed=args.seed)
@@ -354,7 +364,8 @@ def main(args: Args) -> dict:
                 per_episode[name] = run(floor)
                 rows.append(summarize(name, per_episode[name], 0.0))
         print_table(f"{protocol} protocol: {env_id}, {args.episodes} episodes, budget {args.eval_budget}"
-                    + (f", goal offset {args.goal_offset}" if protocol == "dataset" else ""), rows)
+                    + (f", goal offset {args.goal_offset}" if protocol == "dataset" else "")
+                    + (", the true simulator as the model" if oracle else ""), rows)
         results["tables"][protocol] = rows
         results[protocol] = {name: {k: np.asarray(v).tolist() for k, v in r.items() if k != "variations"}
                              for name, r in per_episode.items()}

@@ -8,10 +8,13 @@ against ``infos['goal_state']``:
 
 - Push-T: ||(agent xy, block xy) - goal||_2 / 20 + block-angle error modulo the block's rotational symmetry / (pi/9),
   the two quantities of the success rule, each in units of its threshold (a cost below 1 implies success);
-- Two-Room: agent-goal distance / 16 (below 1 is success).
+- Two-Room: agent-goal distance / 16 (below 1 is success);
+- Pendulum, CartPole, MountainCar: the sum of each state error of the success rule over its tolerance (angles
+  wrapped), below 1 implies success;
+- Acrobot: how far the tip is below the goal's tip height, in units of the arm's length (0 is success).
 
-Every env that restores its full simulator state (``set_sim_state``) and has a cost here is supported: Push-T and
-Two-Room, and Two-Room's discrete-action variants, which are simulated with the continuous base env (discrete solvers
+Every env that restores its full simulator state (``set_sim_state``) and has a cost here is supported: Push-T,
+Two-Room, the four classic-control envs, and Two-Room's discrete-action variants, which are simulated with the continuous base env (discrete solvers
 hand the cost the rows of their action table). The actions are simulated as the float32 values the env receives, so
 a plan's cost is exactly the outcome of executing it from the same state. ``MPCPolicy`` passes the extra ``infos``
 keys named in ``plan_keys``. The oracle is not differentiable (plan it with a sampling solver) and simulates on the
@@ -25,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from swm_core.envs import BASE_ENV, pusht, two_room
+from swm_core.envs import BASE_ENV, acrobot, cartpole, mountain_car, pendulum, pusht, two_room
 
 
 def pusht_cost(states: np.ndarray, goal_state: np.ndarray, variation: dict) -> np.ndarray:
@@ -43,7 +46,44 @@ def two_room_cost(states: np.ndarray, goal_state: np.ndarray, variation: dict) -
     return np.linalg.norm(states[:, :2] - goal[:2], axis=1) / two_room.SUCCESS_DISTANCE
 
 
-COSTS = {"swm/PushT-v1": pusht_cost, "swm/TwoRoom-v1": two_room_cost}
+def _wrapped(angle: np.ndarray) -> np.ndarray:
+    return (angle + np.pi) % (2 * np.pi) - np.pi
+
+
+def pendulum_cost(states: np.ndarray, goal_state: np.ndarray, variation: dict) -> np.ndarray:
+    """Pendulum's cost of ``states`` (S, 2) (angle, speed): angle error / 0.1 + speed error / 0.5 (its tolerances)."""
+    states, goal = np.asarray(states, np.float64), np.asarray(goal_state, np.float64)
+    return (np.abs(_wrapped(states[:, 0] - goal[0])) / pendulum.ANGLE_TOLERANCE
+            + np.abs(states[:, 1] - goal[1]) / pendulum.SPEED_TOLERANCE)
+
+
+def cartpole_cost(states: np.ndarray, goal_state: np.ndarray, variation: dict) -> np.ndarray:
+    """CartPole's cost of ``states`` (S, 4): the sum of |error| / tolerance over x, xdot, theta (wrapped), thetadot."""
+    err = np.abs(np.asarray(states, np.float64) - np.asarray(goal_state, np.float64))
+    err[:, 2] = np.abs(_wrapped(err[:, 2]))
+    return (err / np.asarray(cartpole.TOLERANCES)).sum(axis=1)
+
+
+def mountain_car_cost(states: np.ndarray, goal_state: np.ndarray, variation: dict) -> np.ndarray:
+    """MountainCar's cost of ``states`` (S, 2) (position, velocity): position error / 0.05 (its tolerance)."""
+    states = np.asarray(states, np.float64)
+    return np.abs(states[:, 0] - float(goal_state[0])) / mountain_car.POSITION_TOLERANCE
+
+
+def acrobot_cost(states: np.ndarray, goal_state: np.ndarray, variation: dict) -> np.ndarray:
+    """Acrobot's cost of ``states`` (S, 4): how far the tip lies below the goal state's tip, over the arm's length
+    (0: the success rule holds, the tip at least as high as the goal's)."""
+    l1, l2 = float(variation["physics.link_length_1"]), float(variation["physics.link_length_2"])
+    states, goal = np.asarray(states, np.float64), np.asarray(goal_state, np.float64)
+
+    def height(th1, th2):
+        return -l1 * np.cos(th1) - l2 * np.cos(th1 + th2)
+
+    return np.maximum(0.0, height(goal[0], goal[1]) - height(states[:, 0], states[:, 1])) / (l1 + l2)
+
+
+COSTS = {"swm/PushT-v1": pusht_cost, "swm/TwoRoom-v1": two_room_cost, "swm/Pendulum-v1": pendulum_cost,
+         "swm/CartPole-v1": cartpole_cost, "swm/MountainCar-v1": mountain_car_cost, "swm/Acrobot-v1": acrobot_cost}
 
 
 def pusht_rollouts(env, variation: dict, sim_state: np.ndarray, goal_state: np.ndarray,
@@ -75,14 +115,14 @@ def env_rollouts(env, variation: dict, sim_state: np.ndarray, goal_state: np.nda
     return np.stack(out)
 
 
-ROLLOUTS = {"swm/PushT-v1": pusht_rollouts, "swm/TwoRoom-v1": env_rollouts}
+ROLLOUTS = {env_id: pusht_rollouts if env_id == "swm/PushT-v1" else env_rollouts for env_id in COSTS}
 
 
 class OracleWorldModel(nn.Module):
     """The true simulator of ``env_id`` as a world model (see the module docstring).
 
     Args:
-        env_id: the env planned in (``swm/PushT-v1``, ``swm/TwoRoom-v1`` or a discrete variant of Two-Room).
+        env_id: the env planned in: one of ``COSTS`` or a discrete variant of Two-Room.
         action_block: env steps per model step (the learned baselines' frameskip is 5).
         image_size: resolution the solver mains render the env at (the oracle itself draws nothing).
 

@@ -130,12 +130,17 @@ def planner_infos(start: dict, model, goal_state) -> dict:
     return {k: torch.as_tensor(np.ascontiguousarray(goal_state if k == "goal_state" else start[k])) for k in keys}
 
 
-@pytest.mark.parametrize("env_id", ["swm/PushT-v1", "swm/TwoRoom-v1"])
+# the success rule's first tolerance: moving the goal's first state coordinate by it costs exactly 1
+UNIT = {"swm/PushT-v1": 20.0, "swm/TwoRoom-v1": 16.0, "swm/Pendulum-v1": 0.1, "swm/CartPole-v1": 0.1,
+        "swm/MountainCar-v1": 0.05}
+
+
+@pytest.mark.parametrize("env_id", sorted(UNIT))
 def test_oracle_cost_is_zero_at_the_end_state_of_the_recorded_actions(env_id):
     model = OracleWorldModel(env_id, action_block=5)
     start, actions, end = record(env_id)
     infos = planner_infos(start, model, end)
-    recorded = torch.as_tensor(actions).reshape(2, 1, 5, 10)
+    recorded = torch.as_tensor(actions).reshape(2, 1, 5, -1)
     candidates = torch.cat([recorded, torch.zeros_like(recorded), recorded.flip(2)], dim=1)
     costs = model.get_cost(infos, candidates)
     assert costs.shape == (2, 3) and costs.dtype == torch.float32
@@ -144,8 +149,22 @@ def test_oracle_cost_is_zero_at_the_end_state_of_the_recorded_actions(env_id):
     assert model.sim_steps == 2 * 3 * 25
     # the cost is in units of the success thresholds: the end state of the recorded actions moved on purpose
     shifted = end.copy()
-    shifted[:, 0] += 16.0 if env_id == "swm/TwoRoom-v1" else 20.0
-    assert torch.allclose(model.get_cost(planner_infos(start, model, shifted), recorded)[:, 0], torch.ones(2))
+    shifted[:, 0] += UNIT[env_id]
+    assert torch.allclose(model.get_cost(planner_infos(start, model, shifted), recorded)[:, 0], torch.ones(2),
+                          atol=1e-4)
+
+
+def test_acrobot_oracle_cost_is_the_tip_height_missing_over_the_arm_length():
+    model = OracleWorldModel("swm/Acrobot-v1", action_block=5)
+    start, actions, end = record("swm/Acrobot-v1")
+    recorded = torch.as_tensor(actions).reshape(2, 1, 5, 5)
+    assert torch.equal(model.get_cost(planner_infos(start, model, end), recorded)[:, 0], torch.zeros(2))
+    upright = np.tile(np.array([np.pi, 0.0, 0.0, 0.0], np.float32), (2, 1))  # tip at l1 + l2 above the pivot
+    lengths = start["variation.physics.link_length_1"] + start["variation.physics.link_length_2"]
+    tip = -start["variation.physics.link_length_1"] * np.cos(end[:, 0]) \
+        - start["variation.physics.link_length_2"] * np.cos(end[:, 0] + end[:, 1])
+    expected = torch.as_tensor((lengths - tip) / lengths, dtype=torch.float32)
+    assert torch.allclose(model.get_cost(planner_infos(start, model, upright), recorded)[:, 0], expected, atol=1e-5)
 
 
 def test_pusht_oracle_cost_counts_the_angle_modulo_the_block_symmetry():
@@ -226,3 +245,16 @@ def test_success_table_oracle_row_with_return_best(tmp_path):
     plan = json.loads(next((tmp_path / "runs" / "tworoom_smoke_plans").glob("oracle_cem_*_seed0.json")).read_text())
     assert plan["args"]["return_best"] is True and plan["args"]["checkpoint"] == "oracle"
     assert plan["tables"]["dataset"][0]["success_pct"] == row["per_seed"][0]
+
+
+def test_categorical_cem_main_plans_a_discrete_env_with_the_oracle(tmp_path):
+    """``--checkpoint oracle`` in the categorical-CEM main: Two-Room's discrete variant, simulated with its
+    continuous base env, reaches goals that the no-op and random floors do not."""
+    out = tmp_path / "ccem.json"
+    proc = run("solvers/categorical_cem_plan.py", "--checkpoint", "oracle", "--env-id", "swm/TwoRoomDiscrete-v1",
+               "--episodes", "4", "--num-envs", "4", "--num-samples", "32", "--topk", "4", "--iters", "3",
+               "--horizon", "3", "--receding-horizon", "3", "--eval-budget", "60", "--output-json", str(out))
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "the true simulator as the model" in proc.stdout
+    rows = {r["policy"]: r["success_pct"] for r in json.loads(out.read_text())["tables"]["episodic"]}
+    assert rows["ccem"] >= 75 and rows["no-op"] == 0

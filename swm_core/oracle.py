@@ -102,15 +102,16 @@ def pusht_rollouts(env, variation: dict, sim_state: np.ndarray, goal_state: np.n
 
 def env_rollouts(env, variation: dict, sim_state: np.ndarray, goal_state: np.ndarray,
                  actions: np.ndarray) -> np.ndarray:
-    """Final env states (S, *state) of ``actions`` (S, T, A) run through ``env.step`` from ``sim_state`` (any env of
-    the SWMEnv contract: reset under the FoV values, then ``set_sim_state`` before every sequence)."""
+    """Final env states (S, *state) of ``actions`` (S, T, A) run through ``env.simulate`` (``step`` without drawing)
+    from ``sim_state`` (any env of the SWMEnv contract: reset under the FoV values, then ``set_sim_state`` before
+    every sequence)."""
     env.reset(seed=0, options={"variation_values": variation, "sim_state": sim_state, "goal_state": goal_state})
     out = []
     for sequence in actions:
         env.set_sim_state(sim_state)
         state = env.get_state()
         for action in sequence:
-            state = env.step(action)[4]["state"]
+            state = env.simulate(action)
         out.append(state)
     return np.stack(out)
 

@@ -114,6 +114,12 @@ class SWMEnv(gym.Env):
         reward = -float(np.linalg.norm(self.goal_state - info["state"]))
         return self._obs(info), reward, bool(info["success"]), False, info
 
+    def simulate(self, action) -> np.ndarray:
+        """One control step of the dynamics alone (no frame drawn, no info built); returns the new state. What
+        ``step`` does to the simulator, for planners that roll the true env (swm_core/oracle.py)."""
+        self._step_sim(self._check_action(action))
+        return self.get_state()
+
     def get_proprio(self) -> np.ndarray:
         return self._proprio_of(self.get_state())
 

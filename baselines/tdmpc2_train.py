@@ -84,6 +84,7 @@ from swm_core.distributed import (
 )
 from swm_core.envs import pusht, two_room
 from swm_core.s3 import is_s3, s3_storage_options
+from swm_core.shift import parse_shift
 from swm_core.train_state import LossLog, seed_step
 from swm_core.train_state import load as load_train_state
 from swm_core.train_state import save as save_train_state
@@ -226,6 +227,12 @@ class Args:
     """envs stepped (and planned) together"""
     eval_seed: int = 0
     """seed of the (episode, start) draws and of the floors"""
+    variation: tuple[str, ...] = ()
+    """FoV shift of the evaluation (training data stays as recorded): 'KEY' samples that leaf every episode, 'KEY=VALUE'
+    sets it (a number, a comma list such as agent.color=255,0,0, or a choice's name); observations and goal show it"""
+    wrapper: tuple[str, ...] = ()
+    """visual wrappers on the evaluation's observations, never the goal: 'NAME' or 'NAME:param=value,...', a number
+    may be a schedule, e.g. noise:std=linear(0,20,100) (swm wrappers lists them)"""
     output_json: str | None = None
     """with --eval-dataset: also write the evaluation as JSON here, in the layout of the solver mains'
     --output-json ({"args", "env_id", "tables": {"dataset": rows}, "dataset": per-episode results})"""
@@ -984,8 +991,9 @@ def evaluate_policies(model, args, device) -> list[dict]:
     half = max(1, len(ids) // 2)
     reference = sample_action_blocks(ds, ids[:half], model.action_block, 4096, rng)
     data_blocks = sample_action_blocks(ds, ids[half:] if len(ids) > 1 else ids, model.action_block, 512, rng)
+    shift = parse_shift(env_id, args.variation, args.wrapper)
     world = World(env_id, num_envs=args.eval_num_envs, image_size=int(ds.metadata.get("image_size", 64)),
-                  max_episode_steps=args.eval_budget, seed=args.eval_seed)  # fmt: skip
+                  max_episode_steps=args.eval_budget, seed=args.eval_seed, wrappers=shift.wrappers)  # fmt: skip
     mppi = dict(iterations=args.mppi_iterations, num_samples=args.num_samples, num_elites=args.num_elites,
                 num_pi_trajs=args.num_pi_trajs, temperature=args.temperature, min_std=args.min_std,
                 max_std=args.max_std, seed=args.seed)  # fmt: skip
@@ -1000,7 +1008,8 @@ def evaluate_policies(model, args, device) -> list[dict]:
     for name, policy in policies.items():
         t0 = time.perf_counter()
         res = world.evaluate_from_dataset(ds, episodes=args.eval_episodes, goal_offset=args.goal_offset,
-                                          eval_budget=args.eval_budget, seed=args.eval_seed, policy=policy)  # fmt: skip
+                                          eval_budget=args.eval_budget, seed=args.eval_seed, policy=policy,
+                                          options=shift.options)  # fmt: skip
         seconds = time.perf_counter() - t0
         steps = res["steps_to_success"][res["success"]]
         row = {"policy": name, "success": res["success_rate"], "solved_at_start": res["solved_at_start_rate"],
@@ -1011,12 +1020,14 @@ def evaluate_policies(model, args, device) -> list[dict]:
         rows.append(row)
         table.append(summary_row(JSON_NAMES[name], res, seconds if name in recorders else 0.0,
                                  getattr(policy, "num_plans", None)))  # fmt: skip
-        per_episode[JSON_NAMES[name]] = {k: np.asarray(v).tolist() for k, v in res.items() if k != "variations"}
+        per_episode[JSON_NAMES[name]] = {**{k: np.asarray(v).tolist() for k, v in res.items() if k != "variations"},
+                                         **shift.record(res)}  # fmt: skip
     rows.append({"policy": "dataset blocks (held-out)", **action_block_stats(data_blocks, reference)})
     world.close()
     print(f"\ndataset-driven evaluation on {args.eval_dataset} ({env_id}): {args.eval_episodes} episodes, "
           f"goal_offset {args.goal_offset}, eval_budget {args.eval_budget}, horizon {args.plan_horizon} x "
-          f"action_block {model.action_block}, receding_horizon {args.receding_horizon}")  # fmt: skip
+          f"action_block {model.action_block}, receding_horizon {args.receding_horizon}"
+          + (f", shift: {shift.label}" if shift else ""))  # fmt: skip
     print(f"{'policy':<28}{'success':>9}{'at start':>9}{'steps':>7}{'nn_dist':>9}{'|a|':>7}{'sat':>7}{'sec':>7}")
     fmt = lambda r, k, f: format(r[k], f) if k in r else "-"  # noqa: E731
     for r in rows:
@@ -1029,7 +1040,7 @@ def evaluate_policies(model, args, device) -> list[dict]:
         blocks = {JSON_NAMES.get(r["policy"], r["policy"]): {k: v for k, v in r.items()
                                                               if k in ("nn_dist", "abs_mean", "saturated")}
                   for r in rows if "nn_dist" in r}  # fmt: skip
-        output = {"args": public_args(args), "env_id": env_id, "tables": {"dataset": table},
+        output = {"args": public_args(args), "env_id": env_id, "shift": shift.describe(), "tables": {"dataset": table},
                   "dataset": per_episode, "action_blocks": blocks}  # fmt: skip
         Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
         with open(args.output_json, "w") as f:
@@ -1042,10 +1053,15 @@ def evaluate_policies(model, args, device) -> list[dict]:
 
 
 def check_eval_args(args: Args):
-    """--eval-only needs a checkpoint and a dataset to evaluate on."""
+    """--eval-only needs a checkpoint and a dataset to evaluate on; --variation/--wrapper are checked against the
+    evaluation's env here, before any training."""
     if args.eval_only and not (args.resume and args.eval_dataset):
         raise ValueError(f"--eval-only needs --resume CKPT and --eval-dataset PATH, got --resume {args.resume} "
                          f"--eval-dataset {args.eval_dataset}")  # fmt: skip
+    if args.variation or args.wrapper:
+        if not args.eval_dataset:
+            raise ValueError("--variation/--wrapper shift the evaluation: pass --eval-dataset PATH")
+        parse_shift(open_dataset(args.eval_dataset).metadata.get("env_id"), args.variation, args.wrapper)
 
 
 def check_columns(dataset, needed=("pixels", "action", "state"), what: str = "TD-MPC2 training"):

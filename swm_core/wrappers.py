@@ -16,8 +16,12 @@ per reset (episode)       color_jitter, occlusion, random_conv, moving_patch (st
 deterministic             blur, grayscale, resolution
 ========================  =======================================================================
 
-A float parameter may follow a :class:`Schedule` over env steps, e.g.
-``NoiseWrapper(env, std=Schedule("linear", start=0, end=30, steps=100))``; plain numbers are constant.
+Every numeric parameter may follow a :class:`Schedule` over env steps, e.g.
+``NoiseWrapper(env, std=Schedule("linear", start=0, end=30, steps=100))``; plain numbers are constant. An integer
+parameter (``kernel``, ``pad``, ``num_patches``, ``tolerance``) takes the schedule's value rounded to the nearest
+integer (a ``kernel`` to the nearest odd one, ties upward). A parameter is read when it is used: every frame, except
+those of what is drawn per reset (occlusion's and moving_patch's ``num_patches`` and ``size``, random_conv's
+``kernel``), which are read at the reset.
 
 ``make_wrapper("noise", env, std=10)`` builds one by name (``WRAPPERS`` lists the 11 names);
 ``apply_wrappers(env, specs)`` applies a list of them.
@@ -128,6 +132,7 @@ class VisualWrapper(gym.Wrapper):
     def __init__(self, env: gym.Env):
         super().__init__(env)
         self._schedules: dict[str, Schedule] = {}
+        self._odd: dict[str, bool] = {}  # integer parameters: whether read as odd integers
         self.total_steps = 0  # env steps through this wrapper since it was built
         self.episode_steps = 0  # env steps since the last reset
         self._rng: np.random.Generator | None = None
@@ -154,11 +159,27 @@ class VisualWrapper(gym.Wrapper):
         self._schedules[name] = sched
         return sched
 
-    def _int(self, name: str, value, low: int, odd: bool = False) -> int:
-        is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-        if not is_int or value < low or (odd and value % 2 == 0):
-            raise self._error(f"{name} must be {'an odd' if odd else 'an'} integer >= {low}, got {value!r}")
-        return int(value)
+    def _count(self, name: str, value, low: int, high: int | None = None, odd: bool = False) -> None:
+        """An integer parameter: an int, or a Schedule (or dict of its fields) read rounded (see :meth:`count`)."""
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        what = f"{'an odd' if odd else 'an'} integer {bounds}"
+        if isinstance(value, (Schedule, Mapping)):
+            try:
+                self._schedule(name, value, low=low, high=high)
+            except ValueError as e:
+                raise self._error(f"{name} must be {what} or a Schedule within those bounds ({e})") from None
+        else:
+            is_int = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            if not is_int or value < low or (high is not None and value > high) or (odd and value % 2 == 0):
+                raise self._error(f"{name} must be {what}, got {value!r} (or a Schedule, read rounded)")
+            self._schedules[name] = Schedule("constant", start=int(value))
+        self._odd[name] = odd
+
+    def count(self, name: str) -> int:
+        """The current value of an integer parameter: the schedule's value rounded to the nearest integer (to the
+        nearest odd integer for a kernel), ties upward."""
+        v = self.value(name)
+        return 2 * math.floor((v - 1) / 2 + 0.5) + 1 if self._odd[name] else math.floor(v + 0.5)
 
     def _color(self, name: str, value) -> np.ndarray | None:
         if value is None:
@@ -168,20 +189,27 @@ class VisualWrapper(gym.Wrapper):
             raise self._error(f"{name} must be an RGB triple in [0, 255] or None, got {value!r}")
         return arr.astype(np.uint8)
 
-    def _size_range(self, name: str, value) -> tuple[float, float]:
+    def _fractions(self, name: str, value) -> None:
+        """A fraction of the image side in (0, 1] or a (min, max) pair of them; each may be a Schedule (a
+        scheduled pair is read as (smaller, larger) at every use)."""
         try:
-            lo, hi = (
-                (float(value), float(value)) if np.ndim(value) == 0 else (float(value[0]), float(value[-1]))
-            )
-            ok = np.ndim(value) == 0 or len(value) == 2
+            single = isinstance(value, (Schedule, Mapping, str)) or np.ndim(value) == 0
+            parts = (value, value) if single else tuple(value)
+            lo, hi = (as_schedule(p) for p in parts) if len(parts) == 2 else (None, None)
         except (TypeError, ValueError):
-            lo, hi, ok = 0.0, 0.0, False
-        if not (ok and 0 < lo <= hi <= 1):
+            lo = hi = None
+        ok = lo is not None and 0 < min(lo.bounds[0], hi.bounds[0]) and max(lo.bounds[1], hi.bounds[1]) <= 1
+        if not ok or (lo.kind == hi.kind == "constant" and lo.start > hi.start):
             raise self._error(
                 f"{name} must be a fraction of the image side in (0, 1] or a (min, max) pair "
-                f"with 0 < min <= max <= 1, got {value!r}"
+                f"with 0 < min <= max <= 1 (each may be a Schedule), got {value!r}"
             )
-        return lo, hi
+        self._schedules[name + "_min"], self._schedules[name + "_max"] = lo, hi
+
+    def fractions(self, name: str) -> tuple[float, float]:
+        """The current (min, max) of a fraction parameter set with :meth:`_fractions`."""
+        a, b = self.value(name + "_min"), self.value(name + "_max")
+        return min(a, b), max(a, b)
 
     def value(self, name: str) -> float:
         """The current value of a (possibly scheduled) parameter."""
@@ -274,16 +302,19 @@ class BlurWrapper(VisualWrapper):
 
     name = "blur"
 
-    def __init__(self, env: gym.Env, kernel: int = 5, sigma: float | Schedule = 1.0):
+    def __init__(self, env: gym.Env, kernel: int | Schedule = 5, sigma: float | Schedule = 1.0):
         super().__init__(env)
-        self.kernel = self._int("kernel", kernel, low=1, odd=True)
+        self._count("kernel", kernel, low=1, odd=True)
         self._schedule("sigma", sigma, low=0.0)
 
+    @property
+    def kernel(self) -> int:
+        return self.count("kernel")
+
     def _transform(self, frame):
-        sigma = self.value("sigma")
-        if sigma == 0 or self.kernel == 1:
+        sigma, k = self.value("sigma"), self.kernel
+        if sigma == 0 or k == 1:
             return frame.copy()
-        k = self.kernel
         return cv2.GaussianBlur(frame, (k, k), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
 
 
@@ -363,18 +394,26 @@ class OcclusionWrapper(VisualWrapper):
     name = "occlusion"
     per_call = False
 
-    def __init__(self, env: gym.Env, num_patches: int = 1, size=(0.1, 0.3), color=(0, 0, 0)):
+    def __init__(self, env: gym.Env, num_patches: int | Schedule = 1, size=(0.1, 0.3), color=(0, 0, 0)):
         super().__init__(env)
-        self.num_patches = self._int("num_patches", num_patches, low=0)
-        self.size = self._size_range("size", size)
+        self._count("num_patches", num_patches, low=0)
+        self._fractions("size", size)
         self.color = self._color("color", color)
         self.patches = np.zeros((0, 3), dtype=np.int64)  # rows (top, left, side)
         self.colors = np.zeros((0, 3), dtype=np.uint8)
 
+    @property
+    def num_patches(self) -> int:
+        return self.count("num_patches")
+
+    @property
+    def size(self) -> tuple[float, float]:
+        return self.fractions("size")
+
     def _draw_patches(self, frame):
         h, w = frame.shape[:2]
-        n = self.num_patches
-        sides_frac = self.rng.uniform(self.size[0], self.size[1], size=n)
+        n, (lo, hi) = self.num_patches, self.size
+        sides_frac = self.rng.uniform(lo, hi, size=n)
         sides = np.clip(np.rint(sides_frac * min(h, w)), 1, min(h, w)).astype(np.int64)
         tops = self.rng.integers(0, h - sides + 1)
         lefts = self.rng.integers(0, w - sides + 1)
@@ -411,10 +450,16 @@ class RandomConvWrapper(VisualWrapper):
 
     name = "random_conv"
 
-    def __init__(self, env: gym.Env, kernel: int = 3):
+    def __init__(self, env: gym.Env, kernel: int | Schedule = 3):
         super().__init__(env)
-        self.kernel = self._int("kernel", kernel, low=1, odd=True)
-        self.weights = np.zeros((kernel, kernel, 3, 3), dtype=np.float32)  # (dy, dx, in, out)
+        self._count("kernel", kernel, low=1, odd=True)
+        k = self.kernel
+        self.weights = np.zeros((k, k, 3, 3), dtype=np.float32)  # (dy, dx, in, out)
+
+    @property
+    def kernel(self) -> int:
+        """The kernel size in force now; the episode's weights were drawn at the reset with the size then."""
+        return self.count("kernel")
 
     def _on_reset(self, frame):
         k = self.kernel
@@ -460,10 +505,14 @@ class RandomShiftWrapper(VisualWrapper):
 
     name = "random_shift"
 
-    def __init__(self, env: gym.Env, pad: int = 4):
+    def __init__(self, env: gym.Env, pad: int | Schedule = 4):
         super().__init__(env)
-        self.pad = self._int("pad", pad, low=0)
+        self._count("pad", pad, low=0)
         self.shift = (0, 0)  # (dy, dx) of the last frame: content pixel (y, x) moved to (y + dy, x + dx)
+
+    @property
+    def pad(self) -> int:
+        return self.count("pad")
 
     def _transform(self, frame):
         p = self.pad
@@ -486,14 +535,14 @@ class MovingPatchWrapper(VisualWrapper):
     def __init__(
         self,
         env: gym.Env,
-        num_patches: int = 1,
-        size: float = 0.15,
+        num_patches: int | Schedule = 1,
+        size: float | Schedule = 0.15,
         speed: float | Schedule = 2.0,
         color=None,
     ):
         super().__init__(env)
-        self.num_patches = self._int("num_patches", num_patches, low=0)
-        self.size = self._size_range("size", size)[0]
+        self._count("num_patches", num_patches, low=0)
+        self._fractions("size", size)
         self._schedule("speed", speed, low=0.0)
         self.color = self._color("color", color)
         self._coord = np.zeros((0, 2))  # unfolded (y, x): the displayed position reflects it into the frame
@@ -502,6 +551,14 @@ class MovingPatchWrapper(VisualWrapper):
         self.colors = np.zeros((0, 3), dtype=np.uint8)
         self._limit = np.zeros(2)
         self._last_step = 0
+
+    @property
+    def num_patches(self) -> int:
+        return self.count("num_patches")
+
+    @property
+    def size(self) -> float:
+        return self.fractions("size")[0]
 
     def _on_reset(self, frame):
         h, w = frame.shape[:2]
@@ -549,7 +606,7 @@ class ChromaKeyWrapper(VisualWrapper):
         env: gym.Env,
         background,
         key_color=(255, 255, 255),
-        tolerance: int = 0,
+        tolerance: int | Schedule = 0,
         random_start: bool = True,
     ):
         super().__init__(env)
@@ -562,9 +619,7 @@ class ChromaKeyWrapper(VisualWrapper):
         self.key_color = self._color("key_color", key_color)
         if self.key_color is None:
             raise self._error("key_color must be an RGB triple in [0, 255], got None")
-        self.tolerance = self._int("tolerance", tolerance, low=0)
-        if self.tolerance > 255:
-            raise self._error(f"tolerance must be an integer in [0, 255], got {tolerance!r}")
+        self._count("tolerance", tolerance, low=0, high=255)
         self.random_start = bool(random_start)
         self.start_frame = 0
         self._resized: dict[tuple[int, int], np.ndarray] = {}
@@ -579,14 +634,18 @@ class ChromaKeyWrapper(VisualWrapper):
             )
         return self._resized[(h, w)]
 
+    @property
+    def tolerance(self) -> int:
+        return self.count("tolerance")
+
     def _on_reset(self, frame):
         n = len(self.background)
         self.start_frame = int(self.rng.integers(0, n)) if self.random_start and n > 1 else 0
 
     def mask(self, frame: np.ndarray) -> np.ndarray:
         """(H, W) bool: the key-colored pixels."""
-        key = self.key_color.astype(np.int64)
-        low, high = np.clip(key - self.tolerance, 0, 255), np.clip(key + self.tolerance, 0, 255)
+        key, tol = self.key_color.astype(np.int64), self.tolerance
+        low, high = np.clip(key - tol, 0, 255), np.clip(key + tol, 0, 255)
         return cv2.inRange(frame, tuple(map(float, low)), tuple(map(float, high))).astype(bool)
 
     def _transform(self, frame):

@@ -529,6 +529,50 @@ def test_scheduled_noise_follows_env_steps():
     assert per_ep.value("std") == 0
 
 
+def test_schedules_count_env_steps_on_their_clock():
+    """clock 'total': env steps since the wrapper was built, across resets; 'episode': steps since the last reset.
+    Checked on the frames: grayscale with amount linear 0 -> 1 over 4 steps, two episodes of 2 steps."""
+    img = scene_frame(FakeEnv(size=8))
+    x = img.astype(np.float32)
+    gray = (x @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
+    for clock, amounts in (("total", [0, 0.25, 0.5, 0.5, 0.75, 1.0]), ("episode", [0, 0.25, 0.5, 0, 0.25, 0.5])):
+        env = GrayscaleWrapper(FakeEnv(size=8, frame_fn=fixed_frame(img)),
+                               amount=Schedule("linear", start=0, end=1, steps=4, clock=clock))
+        frames = []
+        for episode in range(2):
+            frames.append(env.reset(seed=episode)[0]["pixels"])
+            frames += [env.step(np.zeros(2, np.float32))[0]["pixels"] for _ in range(2)]
+        expected = [np.clip(np.rint(np.broadcast_to(x + (gray - x) * np.float32(a), x.shape)), 0, 255).astype(np.uint8)
+                    for a in amounts]
+        np.testing.assert_array_equal(np.stack(frames), np.stack(expected), err_msg=clock)
+
+
+def test_integer_parameters_follow_schedules_rounded():
+    """The 5 wrappers whose parameters were integers only take schedules too, read rounded (kernels odd)."""
+    shift = RandomShiftWrapper(FakeEnv(size=16), pad=Schedule("linear", start=0, end=3, steps=3))
+    blur = BlurWrapper(FakeEnv(size=16), kernel={"kind": "linear", "start": 1, "end": 9, "steps": 8})
+    key = ChromaKeyWrapper(FakeEnv(size=16, frame_fn=const_frame(250)), background=VIDEO,
+                           tolerance=Schedule("linear", start=0, end=10, steps=2))
+    cut = CutoutWrapper(FakeEnv(size=20, frame_fn=const_frame(255)), num_patches=Schedule("linear", start=0, end=2,
+                        steps=2), size=(Schedule("linear", start=0.1, end=0.5, steps=2), 0.5))
+    pads, kernels, masked, patches = [], [], [], []
+    for env in (shift, blur, key, cut):
+        env.reset(seed=0)
+    for _ in range(3):
+        pads.append(shift.pad)
+        kernels.append(blur.kernel)
+        masked.append(int(key.mask(np.full((4, 4, 3), 250, np.uint8)).sum()))
+        frame = cut.step(np.zeros(2, np.float32))[0]["pixels"]
+        patches.append((cut.num_patches, cut.size, int((frame == 0).all(-1).sum())))
+        for env in (shift, blur, key):
+            env.step(np.zeros(2, np.float32))
+    assert pads == [0, 1, 2] and kernels == [1, 3, 3]  # 1 -> 2 -> 3: nearest odd, ties upward
+    assert masked == [0, 16, 16]  # tolerance 0, 5, 10 around white: 250 is within 5
+    assert [p[0] for p in patches] == [1, 2, 2] and patches[-1][1] == (0.5, 0.5)
+    assert patches[-1][2] > 0  # the patches were drawn
+    assert RandomConvWrapper(FakeEnv(), kernel=Schedule("linear", start=3, end=5, steps=2)).kernel == 3
+
+
 # --- validation ---------------------------------------------------------------------------------------------
 
 
@@ -550,6 +594,8 @@ def test_scheduled_noise_follows_env_steps():
         ("resolution", {"scale": 0.0}, r"scale must be in \(0, 1\]"),
         ("resolution", {"scale": 1.5}, "scale must be in"),
         ("random_shift", {"pad": 2.5}, "pad must be an integer >= 0"),
+        ("random_shift", {"pad": Schedule("linear", start=2, end=-1, steps=3)}, "pad must be an integer >= 0 or a"),
+        ("occlusion", {"size": (Schedule("linear", start=0.1, end=1.5, steps=3), 0.2)}, "size must be a fraction"),
         ("moving_patch", {"speed": -1}, "speed must be in"),
         ("moving_patch", {"size": 0}, "size must be a fraction"),
         ("chroma_key", {"background": np.zeros((4, 4, 3), np.float32)}, "background must be a uint8 image"),

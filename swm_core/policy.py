@@ -287,5 +287,14 @@ def expert_policy(env_id: str, seed: int = 0, **kwargs) -> BasePolicy:
         from swm_core.envs.acrobot import AcrobotExpert
 
         return AcrobotExpert(seed=seed, **kwargs)
+    if env_id == "swm/Reacher-v1":
+        from swm_core.envs.reacher import ReacherExpert
+
+        return ReacherExpert(seed=seed, **kwargs)
+    if env_id == "swm/Cube-v1":
+        from swm_core.envs.cube import CubeExpert
+
+        return CubeExpert(seed=seed, **kwargs)
     raise ValueError(f"no scripted expert for env {env_id!r}; available for swm/PushT-v1, swm/TwoRoom-v1 (and its "
-                     "discrete variants), swm/Pendulum-v1, swm/CartPole-v1, swm/MountainCar-v1 and swm/Acrobot-v1")
+                     "discrete variants), swm/Pendulum-v1, swm/CartPole-v1, swm/MountainCar-v1, swm/Acrobot-v1, "
+                     "swm/Reacher-v1 and swm/Cube-v1 (OGBench's own oracle)")

@@ -40,6 +40,26 @@ def test_preview_writes_a_png_grid_of_frames_and_goals(tmp_path):
     assert not (img[:32, :32] == img[:32, 32:64]).all()  # sampled cart colours/sizes differ between episodes
 
 
+def test_preview_writes_a_gif_of_the_episodes_moving_above_their_goals(tmp_path):
+    import numpy as np
+    from PIL import Image, ImageSequence
+
+    rc, out, err = swm("preview", "swm/Pendulum-v1", "--frames", "2", "--image-size", "16", "--gif-steps", "5",
+                       "--out", tmp_path / "p.png")
+    assert rc == 0, err
+    assert "wrote" in out and (tmp_path / "p.png").exists()
+    gif = Image.open(tmp_path / "p.gif")
+    frames = [np.asarray(f.convert("RGB")) for f in ImageSequence.Iterator(gif)]
+    assert len(frames) == 6 and frames[0].shape == (32, 32, 3) and gif.info["duration"] == 50  # 20 Hz control
+    png = cv2.cvtColor(cv2.imread(str(tmp_path / "p.png")), cv2.COLOR_BGR2RGB)
+    assert np.abs(frames[0].astype(int) - png).mean() < 8  # the GIF opens on the PNG's frames (palette-quantised)
+    assert not np.array_equal(frames[0][:16], frames[-1][:16])  # the pendulums moved
+    assert all(np.abs(f[16:].astype(int) - png[16:]).mean() < 8 for f in frames)  # the goals stay
+    rc, out, err = swm("preview", "swm/Pendulum-v1", "--frames", "1", "--image-size", "16", "--gif-steps", "0",
+                       "--out", tmp_path / "q.png")
+    assert rc == 0 and (tmp_path / "q.png").exists() and not (tmp_path / "q.gif").exists(), err
+
+
 def test_inspect_and_convert_a_tiny_dataset(tmp_path):
     path = tmp_path / "tiny.lance"
     World("swm/Pendulum-v1", image_size=16, max_episode_steps=4).collect(
@@ -58,6 +78,7 @@ def test_inspect_and_convert_a_tiny_dataset(tmp_path):
     (("preview", "swm/Pendulum-v1", "--wrapper", "nope"), "unknown visual wrapper 'nope'"),
     (("preview", "swm/Pendulum-v1", "--wrapper", "noise:nope=1"), "unknown parameter(s) ['nope']"),
     (("preview", "swm/Pendulum-v1", "--variation", "pole.nope"), "unknown variation key 'pole.nope'"),
+    (("preview", "swm/Pendulum-v1", "--gif-steps", "-1"), "gif_steps must be >= 0 (0 = no GIF), got -1"),
     (("inspect", "missing.lance"), "missing.lance"),
 ])
 def test_bad_input_is_a_clear_error_with_status_2(args, message, tmp_path):

@@ -22,7 +22,7 @@ def test_readme_python_examples_run(tmp_path):
 
 def test_readme_commands_are_the_ci_and_demo_commands():
     ci = (ROOT / ".ci" / "run").read_text()
-    test_cmd = "python3 -m venv .venv && .venv/bin/pip install -e '.[dev]' && .venv/bin/python -m pytest -q"
+    test_cmd = "python3 -m venv .venv && .venv/bin/pip install -e '.[dev,mujoco]' && .venv/bin/python -m pytest -q"
     assert test_cmd in README
     assert test_cmd in ci
     assert ".venv/bin/python scripts/demo.py" in README

@@ -6,7 +6,7 @@ import gymnasium as gym
 
 ENV_IDS = ("swm/PushT-v1", "swm/TwoRoom-v1", "swm/TwoRoomDiscrete-v1", "swm/TwoRoomMultiDiscrete-v1",
            "swm/Pendulum-v1", "swm/CartPole-v1", "swm/MountainCar-v1",
-           "swm/Acrobot-v1")
+           "swm/Acrobot-v1", "swm/Reacher-v1", "swm/Cube-v1")
 # discrete-action variants plan with a world model of their base env (same dynamics, same frames)
 BASE_ENV = {"swm/TwoRoomDiscrete-v1": "swm/TwoRoom-v1", "swm/TwoRoomMultiDiscrete-v1": "swm/TwoRoom-v1"}
 
@@ -26,6 +26,8 @@ for _id, _entry in (
     ("swm/CartPole-v1", "swm_core.envs.cartpole:CartPoleEnv"),
     ("swm/MountainCar-v1", "swm_core.envs.mountain_car:MountainCarEnv"),
     ("swm/Acrobot-v1", "swm_core.envs.acrobot:AcrobotEnv"),
+    ("swm/Reacher-v1", "swm_core.envs.reacher:ReacherEnv"),  # needs the mujoco extra, imported only when made
+    ("swm/Cube-v1", "swm_core.envs.cube:CubeEnv"),  # needs the mujoco extra (with ogbench), imported only when made
 ):
     _old = gym.registry.get(_id)
     if _old is not None and _old.entry_point != _entry:

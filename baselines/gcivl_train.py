@@ -50,9 +50,21 @@ from torch import nn
 
 from swm_core.checkpoint import check_class, check_env, load_checkpoint, read_checkpoint, save_checkpoint
 from swm_core.data import open_dataset
+from swm_core.distributed import (
+    ShardedBatches,
+    average_gradients,
+    broadcast_module,
+    mean_over_processes,
+    setup,
+    teardown,
+)
 from swm_core.goals import GoalDataset
 from swm_core.policy import FeedForwardPolicy, NoOpPolicy, RandomPolicy
 from swm_core.s3 import is_s3, s3_storage_options
+from swm_core.shift import parse_shift
+from swm_core.train_state import LossLog, seed_step
+from swm_core.train_state import load as load_train_state
+from swm_core.train_state import save as save_train_state
 from swm_core.world import World
 
 ALGO = "gcivl"
@@ -67,7 +79,7 @@ class Args:
     torch_deterministic: bool = True
     """if toggled, `torch.backends.cudnn.deterministic=True`"""
     device: str = "auto"
-    """torch device: `auto` picks cuda if available, else mps, else cpu"""
+    """torch device: `auto` picks cuda if available, else mps, else cpu (under torchrun: cuda:LOCAL_RANK or cpu)"""
     track: bool = False
     """if toggled, log to Weights and Biases (offline automatically when WANDB_API_KEY is unset)"""
     wandb_project: str = "swm"
@@ -150,7 +162,7 @@ class Args:
     lr: float = 3e-4
     """Adam learning rate"""
     batch_size: int = 256
-    """transitions per optimisation step"""
+    """transitions per optimisation step and process (under torchrun the global batch is this times the processes)"""
     grad_clip: float = 10.0
     """max global gradient norm"""
     total_steps: int = 500_000
@@ -166,9 +178,14 @@ class Args:
     checkpoint_every: int = 50_000
     """steps between checkpoints (always one at the end)"""
     output: str | None = None
-    """checkpoint path (default runs/<run_name>/model.pt); the optimizer goes to optim.pt beside it"""
+    """checkpoint path (default runs/<run_name>/model.pt); the training state (optimizer, data position) goes to
+    <stem>.train-<step>.pt beside it"""
     resume: str | None = None
-    """checkpoint to resume from (model, optimizer, step; its model config overrides the model flags)"""
+    """checkpoint to resume from exactly (weights, target networks, optimizer, data position, step; its model config
+    overrides the model flags), with any number of processes; or the checkpoint --eval-only evaluates"""
+    loss_log: str | None = None
+    """if set, append every step's losses to this JSON-lines file ({"step", "loss", ...}; on --resume the lines
+    after the resume step are dropped first)"""
 
     # evaluation
     eval_dataset: str | None = None
@@ -189,6 +206,12 @@ class Args:
     """envs stepped together"""
     eval_seed: int = 0
     """seed of the start/goal draws, the episodic resets and the random floor"""
+    variation: tuple[str, ...] = ()
+    """FoV shift of the evaluation (training data stays as recorded): 'KEY' samples that leaf every episode, 'KEY=VALUE'
+    sets it (a number, a comma list such as agent.color=255,0,0, or a choice's name); observations and goal show it"""
+    wrapper: tuple[str, ...] = ()
+    """visual wrappers on the evaluation's observations, never the goal: 'NAME' or 'NAME:param=value,...', a number
+    may be a schedule, e.g. noise:std=linear(0,20,100) (swm wrappers lists them)"""
     output_json: str | None = None
     """write the evaluation as JSON here, in the layout of the solver mains' --output-json"""
 
@@ -606,17 +629,19 @@ def evaluate_policy(model, args: Args, device, env_id: str | None, frame_size: i
     if data_env and data_env != env_id:
         raise ValueError(f"--eval-dataset {args.eval_dataset} was recorded on {data_env!r}, the model on {env_id!r}")
     size = int((dataset.metadata.get("image_size") if dataset is not None else None) or frame_size or model.image_size)
+    shift = parse_shift(env_id, args.variation, args.wrapper)
     world = World(env_id, num_envs=args.eval_num_envs, image_size=size, max_episode_steps=args.eval_budget,
-                  seed=args.eval_seed)  # fmt: skip
+                  seed=args.eval_seed, wrappers=shift.wrappers)  # fmt: skip
     protocols = []
     if dataset is not None:
         protocols.append(("dataset", lambda p: world.evaluate_from_dataset(
             dataset, episodes=args.eval_episodes, goal_offset=args.goal_offset, eval_budget=args.eval_budget,
-            seed=args.eval_seed, policy=p)))  # fmt: skip
+            seed=args.eval_seed, policy=p, options=shift.options)))  # fmt: skip
     if args.episodic:
         protocols.append(("episodic", lambda p: world.evaluate(
-            p, episodes=args.eval_episodes, seed=args.eval_seed, max_episode_steps=args.eval_budget)))  # fmt: skip
-    results = {"args": public_args(args), "env_id": env_id, "tables": {}}
+            p, episodes=args.eval_episodes, seed=args.eval_seed, max_episode_steps=args.eval_budget,
+            options=shift.options)))  # fmt: skip
+    results = {"args": public_args(args), "env_id": env_id, "shift": shift.describe(), "tables": {}}
     for protocol, run in protocols:
         policy = TimedPolicy(model, device)
         per_episode = {ALGO: run(policy)}
@@ -626,10 +651,11 @@ def evaluate_policy(model, args: Args, device, env_id: str | None, frame_size: i
                 per_episode[name] = run(floor)
                 rows.append(summarize(name, per_episode[name], 0.0))
         print_table(f"{protocol} protocol: {env_id}, {args.eval_episodes} episodes, budget {args.eval_budget}"
+                    + (f", shift: {shift.label}" if shift else "")
                     + (f", goal offset {args.goal_offset}" if protocol == "dataset" else ""), rows)
         results["tables"][protocol] = rows
-        results[protocol] = {name: {k: np.asarray(v).tolist() for k, v in r.items() if k != "variations"}
-                             for name, r in per_episode.items()}  # fmt: skip
+        results[protocol] = {name: {**{k: np.asarray(v).tolist() for k, v in r.items() if k != "variations"},
+                                    **shift.record(r)} for name, r in per_episode.items()}  # fmt: skip
     world.close()
     if args.output_json:
         Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
@@ -637,6 +663,19 @@ def evaluate_policy(model, args: Args, device, env_id: str | None, frame_size: i
             json.dump(results, f, indent=1)
         print(f"wrote {args.output_json}")
     return results
+
+
+def check_shift(args: Args) -> None:
+    """--variation/--wrapper against the evaluation's env (--eval-dataset's, else the checkpoint's, else the training
+    data's), before any training."""
+    if not (args.variation or args.wrapper):
+        return
+    if not (args.eval_dataset or args.episodic):
+        raise ValueError("--variation/--wrapper shift the evaluation: pass --eval-dataset PATH and/or --episodic")
+    env_id = open_dataset(args.eval_dataset).metadata.get("env_id") if args.eval_dataset else None
+    if env_id is None and args.resume:
+        env_id = read_checkpoint(args.resume)["extra"].get("env_id")
+    parse_shift(env_id or open_dataset(args.dataset).metadata.get("env_id"), args.variation, args.wrapper)
 
 
 # ----------------------------------------------------------------------------------- training plumbing
@@ -656,6 +695,7 @@ def check_args(args: Args) -> None:
     if args.encoder == "conv" and args.encoder_weights:
         raise ValueError(f"--encoder-weights {args.encoder_weights} is for a frozen timm encoder, not --encoder conv")
     encoder_source(args)
+    check_shift(args)
 
 
 def goal_specs(args: Args) -> dict:
@@ -687,16 +727,6 @@ def check_columns(dataset):
                              f"its columns: {dataset.columns}")  # fmt: skip
 
 
-def pick_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def model_config(args: Args, action_dim: int, proprio_dim: int) -> dict:
     # encoder_pretrained only for a frozen encoder (benchmarks/success_table.py's note names frozen encoders by it)
     frozen = {} if args.encoder == "conv" else {"encoder_pretrained": encoder_source(args)}
@@ -711,16 +741,15 @@ def public_args(args) -> dict:
     return {k: v for k, v in asdict(args).items() if k not in ("access_key_id", "secret_access_key")}
 
 
-def save_training_state(path: Path, model, config, stats, optimizer, step, args, metrics, env_id, frame_size):
-    """model.pt via swm_core.checkpoint (env_id and the dataset's frame size in its extras), optim.pt beside it."""
-    optim_path = path.with_name("optim.pt")
-    tmp = optim_path.with_name("optim.pt.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"optimizer": optimizer.state_dict(), "step": step}, tmp)
-    os.replace(tmp, optim_path)
-    save_checkpoint(path, model, config=config, stats=stats, env_id=env_id, frame_size=frame_size, step=step,
-                    args=json.loads(json.dumps(public_args(args))), metrics=metrics)  # fmt: skip
-    return path
+def save_training_state(path: Path, model, config, stats, optimizer, step, args, metrics, env_id, frame_size,
+                        data=None):
+    """model.pt via swm_core.checkpoint (all weights, target networks included; env_id and the dataset's frame size
+    in its extras) and, written before it, the training state beside it (swm_core.train_state: optimizer, data
+    position), which model.pt names."""
+    state = {"optimizer": optimizer.state_dict(), "data": data or {}}
+    return save_train_state(path, step, state, lambda name: save_checkpoint(
+        path, model, config=config, stats=stats, env_id=env_id, frame_size=frame_size, step=step,
+        args=json.loads(json.dumps(public_args(args))), metrics=metrics, train_state=name))  # fmt: skip
 
 
 def validate(model, val_set, args, device) -> dict:
@@ -748,9 +777,14 @@ if __name__ == "__main__":
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.backends.cudnn.deterministic = args.torch_deterministic
-    device = pick_device(args.device)
+    procs = setup(args.device)  # under torchrun: this process's rank and device, the process group joined
+    log = print if procs.main else (lambda *a, **k: None)  # printing, wandb, checkpoints, evaluation: rank 0 only
+    device = procs.device
 
     if args.eval_only:
+        teardown()  # evaluation runs on the main process alone
+        if not procs.main:
+            sys.exit(0)
         model, ckpt = load_checkpoint(args.resume, map_location=device, expected_class=ALGO.upper(),
                                       model_class=GCIVL)  # fmt: skip
         extra = ckpt["extra"]
@@ -781,8 +815,8 @@ if __name__ == "__main__":
     env_name = str(env_id or Path(args.dataset).stem).replace("/", "-")
     run_name = f"{env_name}__{args.exp_name}__{args.seed}__{int(time.time())}"
     out_path = Path(args.output) if args.output else Path("runs") / run_name / "model.pt"
-    print(f"run {run_name}: checkpoints -> {out_path}")
-    if args.track:
+    log(f"run {run_name}: checkpoints -> {out_path}" + (f"; {procs.world_size} processes" if procs.world_size > 1 else ""))
+    if args.track and procs.main:
         if not os.environ.get("WANDB_API_KEY"):
             os.environ["WANDB_MODE"] = "offline"
         import wandb
@@ -790,16 +824,24 @@ if __name__ == "__main__":
         wandb.init(project=args.wandb_project, entity=args.wandb_entity, name=run_name, config=public_args(args),
                    dir=str(out_path.parent))  # fmt: skip
 
-    # data: single-step transitions with hindsight goals (swm_core.goals); each worker has its own goal stream
+    # data: single-step transitions with hindsight goals (swm_core.goals); every process reads its slice of each
+    # global batch (batch_size x processes transitions), with the goals drawn for the whole global batch
     common = dict(proprio=proprio_dim > 0, val_fraction=args.val_fraction, seed=args.seed,
                   storage_options=storage_options, version=version, **goal_specs(args))  # fmt: skip
     train_set = GoalDataset(args.dataset, split="train", **common)
     val_set = GoalDataset(args.dataset, split="val", stream=1, **common)
-    train_loader = train_set.loader(batch_size=args.batch_size, shuffle=True, drop_last=True,
-                                    num_workers=args.num_workers, seed=args.seed,
-                                    pin_memory=device.type == "cuda")  # fmt: skip
-    if len(train_loader) == 0:
-        raise ValueError(f"{args.dataset}: {len(train_set)} train transitions, fewer than --batch-size {args.batch_size}")
+    batches = ShardedBatches(len(train_set), args.batch_size, args.seed, procs.rank, procs.world_size,
+                             with_global=True)  # fmt: skip
+    # whole batches (GoalDataset[(global indices, lo, hi)]); Lance is not fork-safe once the parent has used it, so
+    # workers are spawned; the loader's own generator only seeds its workers
+    train_loader = torch.utils.data.DataLoader(
+        train_set, sampler=batches, batch_size=None, num_workers=args.num_workers, generator=torch.Generator(),
+        persistent_workers=args.num_workers > 0, pin_memory=device.type == "cuda",
+        multiprocessing_context="spawn" if args.num_workers > 0 else None,
+    )  # fmt: skip
+    if len(batches) == 0:
+        raise ValueError(f"{args.dataset}: {len(train_set)} train transitions, fewer than --batch-size {args.batch_size}"
+                         + (f" x {procs.world_size} processes" if procs.world_size > 1 else ""))  # fmt: skip
 
     # model
     start_step = 0
@@ -814,70 +856,82 @@ if __name__ == "__main__":
         stats = compute_stats(dataset, train_set.episode_ids) if proprio_dim else {}
         model.set_stats(stats)
     model.to(device).train()
+    if procs.world_size > 1:
+        broadcast_module(model)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    print(f"{ALGO.upper()}: {sum(p.numel() for p in trainable) / 1e6:.2f}M trainable parameters on {device}")
+    log(f"{ALGO.upper()}: {sum(p.numel() for p in trainable) / 1e6:.2f}M trainable parameters on {device}")
 
     optimizer = torch.optim.Adam(trainable, lr=args.lr)
-    optim_file = Path(args.resume).with_name("optim.pt") if args.resume else None
-    if optim_file is not None:
-        if optim_file.is_file():
-            optimizer.load_state_dict(torch.load(optim_file, map_location=device, weights_only=True)["optimizer"])
-            for group in optimizer.param_groups:
-                group["lr"] = args.lr
+    if args.resume:  # the optimizer and the data position (the weights, target networks included, came above)
+        state = load_train_state(args.resume, ckpt, map_location=device)
+        if state is None:
+            log(f"warning: {args.resume} has no training state beside it; resuming with a fresh optimizer and the "
+                f"data order from its start (not an exact resume)")  # fmt: skip
         else:
-            print(f"warning: {optim_file} not found; resuming with a fresh optimizer")
+            optimizer.load_state_dict(state["optimizer"])
+            batches.load_state_dict(state["data"])
+        for group in optimizer.param_groups:
+            group["lr"] = args.lr
+    loss_log = LossLog(args.loss_log, start_step) if args.loss_log and procs.main else None
 
     # training loop
     step, last_ckpt, metrics = start_step, args.resume, {}
-    data_iter = iter(train_loader)
+    data_iter = batches.stream(train_loader)
     loop_start, wait_time, window_start, window_steps = time.perf_counter(), 0.0, time.perf_counter(), 0
     while step < args.total_steps:
+        seed_step(args.seed, step, procs.rank)  # global draws depend on the step: resumes repeat them
         t0 = time.perf_counter()
-        try:
-            batch = next(data_iter)
-        except StopIteration:
-            data_iter = iter(train_loader)
-            batch = next(data_iter)
+        batch = next(data_iter)
         wait_time += time.perf_counter() - t0
         batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
         loss, parts = losses(model, batch, args)
-        check_finite(loss.item(), step, last_ckpt)
+        # every loss term is a mean over the batch: the mean over processes is the global batch's
+        mean = mean_over_processes(torch.stack([loss.detach(), *parts.values()])).tolist()
+        values = dict(zip(["loss", *parts], mean))
+        check_finite(values["loss"], step, last_ckpt)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        average_gradients(trainable)
         grad_norm = nn.utils.clip_grad_norm_(trainable, args.grad_clip)
         check_finite(grad_norm.item(), step, last_ckpt, "gradient norm")
         optimizer.step()
         model.update_target(args.target_tau)
         step += 1
         window_steps += 1
+        if loss_log:
+            loss_log.write(step, {**values, "grad_norm": grad_norm})
 
         if step % args.log_every == 0 or step == args.total_steps:
             now = time.perf_counter()
-            metrics = {"losses/total": loss.item(), **{f"losses/{k}": float(v) for k, v in parts.items()},
+            metrics = {"losses/total": values["loss"], **{f"losses/{k}": values[k] for k in parts},
                        "losses/grad_norm": grad_norm.item(), "charts/SPS": window_steps / (now - window_start),
                        "charts/data_wait_fraction": wait_time / (now - loop_start)}  # fmt: skip
             window_start, window_steps = now, 0
-            print(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
-            if args.track:
+            log(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+            if args.track and procs.main:
                 wandb.log(metrics, step=step)
-        if len(val_set) and ((args.val_every and step % args.val_every == 0) or step == args.total_steps):
+        validating = len(val_set) and ((args.val_every and step % args.val_every == 0) or step == args.total_steps)
+        if validating and procs.main:
             val = validate(model, val_set, args, device)
             metrics.update(val)
-            print(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in val.items()), flush=True)
+            log(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in val.items()), flush=True)
             if args.track:
                 wandb.log(val, step=step)
         if step % args.checkpoint_every == 0 or step == args.total_steps:
-            last_ckpt = save_training_state(out_path, model, config, stats, optimizer, step, args, metrics, env_id,
-                                            frame_size)  # fmt: skip
-            print(f"step {step}: checkpoint {last_ckpt}", flush=True)
+            if procs.main:
+                save_training_state(out_path, model, config, stats, optimizer, step, args, metrics, env_id,
+                                    frame_size, batches.state_dict())  # fmt: skip
+            last_ckpt = out_path
+            log(f"step {step}: checkpoint {last_ckpt}", flush=True)
 
     loop_time = time.perf_counter() - loop_start
-    print(f"done: {step - start_step} steps in {loop_time:.1f}s ({(step - start_step) / max(loop_time, 1e-9):.2f} "
-          f"steps/s), data_wait_fraction={wait_time / max(loop_time, 1e-9):.3f}, checkpoint {last_ckpt or args.resume}")
-    if args.eval_dataset or args.episodic:
+    log(f"done: {step - start_step} steps in {loop_time:.1f}s ({(step - start_step) / max(loop_time, 1e-9):.2f} "
+        f"steps/s), data_wait_fraction={wait_time / max(loop_time, 1e-9):.3f}, checkpoint {last_ckpt or args.resume}")
+    teardown()  # evaluation runs on the main process alone
+    if procs.main and (args.eval_dataset or args.episodic):
         results = evaluate_policy(model.eval(), args, device, env_id, frame_size)
         if args.track:
             wandb.log({f"eval/{p}/{r['policy']}/success_pct": r["success_pct"]
                        for p, rows in results["tables"].items() for r in rows}, step=step)  # fmt: skip
-    if args.track:
+    if args.track and procs.main:
         wandb.finish()

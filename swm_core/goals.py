@@ -10,13 +10,17 @@ A value goal also gives the reward of the transition t -> t + 1: reward 0 and ma
 itself, else reward -1 and mask 1 (so V(s, g) = -(steps to g) discounted).
 
 ``GoalDataset`` is a ``WindowDataset`` of single-step transitions whose ``batch()`` adds the next frame and the
-goals. Goals come from this process's own random stream (:func:`goal_stream`), keyed by the DataLoader worker
-id, so workers never draw the same goals, and the same seed and worker count give the same goals.
-Not imported by ``import swm_core``.
+goals. The goals of a batch are a pure function of (seed, stream, the batch's transition indices)
+(:func:`goal_rng`): whichever process or DataLoader worker reads it, and whatever was read before. Under several
+training processes each process reads its slice of a global batch (``dataset[(global indices, lo, hi)]``, as
+``swm_core.distributed.ShardedBatches(with_global=True)`` hands them out) with the goals drawn for the whole global
+batch, so W processes of batch B see the (transition, goal) pairs of one process of batch W * B, and a resumed run
+sees the goals of the uninterrupted one. Not imported by ``import swm_core``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Mapping, Sequence
 
@@ -28,12 +32,11 @@ from swm_core.data import WindowDataset, open_dataset
 GOAL_KINDS = ("current", "future", "random")
 
 
-def goal_stream(seed: int, stream: int = 0) -> np.random.Generator:
-    """This process's random stream for goal draws: seeded by (seed, stream, w) with w = 0 in the main process
-    and 1 + the worker id in a DataLoader worker."""
-    info = torch.utils.data.get_worker_info()
-    worker = 0 if info is None else int(info.id) + 1
-    return np.random.default_rng(np.random.SeedSequence([int(seed), int(stream), worker]))
+def goal_rng(seed: int, stream: int, indices) -> np.random.Generator:
+    """The generator of one batch's goals, seeded by (seed, stream, the batch's indices in order)."""
+    idx = np.ascontiguousarray(np.asarray(indices, dtype=np.int64).reshape(-1))
+    words = np.frombuffer(hashlib.sha256(idx.tobytes()).digest(), dtype=np.uint32)
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(stream), len(idx), *words.tolist()]))
 
 
 class GoalSampler:
@@ -116,38 +119,47 @@ class GoalDataset(WindowDataset):
                          for name, spec in (("value_goal", value_goals), ("actor_goal", actor_goals)) if spec}
         self.next_obs, self.stream = bool(next_obs), int(stream)
         self.frame_columns = [c for c in columns if c != "action"]
-        self._td, self._rng, self._owner = td, None, os.getpid()
+        self._td, self._owner = td, os.getpid()
 
     def __getstate__(self):
         state = super().__getstate__()
-        state["_td"], state["_rng"], state["_owner"] = None, None, None
+        state["_td"], state["_owner"] = None, None
         return state
 
     def _trajectories(self):
         if self._td is None or self._owner != os.getpid():
             self._td = open_dataset(self.path, self.storage_options, self.version)
-            self._owner, self._rng = os.getpid(), None
+            self._owner = os.getpid()
         return self._td
 
-    def rng(self) -> np.random.Generator:
-        """This process's goal stream (:func:`goal_stream` with this dataset's seed and stream)."""
-        self._trajectories()
-        if self._rng is None:
-            self._rng = goal_stream(self.seed, self.stream)
-        return self._rng
+    def __getitem__(self, index) -> dict[str, torch.Tensor]:
+        """As WindowDataset's; ``(global indices, lo, hi)`` -> ``batch(global indices, part=(lo, hi))``."""
+        if isinstance(index, tuple) and len(index) == 3:
+            return self.batch(index[0], part=(index[1], index[2]))
+        return super().__getitem__(index)
 
-    def batch(self, indices: Sequence[int], rng: np.random.Generator | None = None) -> dict[str, torch.Tensor]:
-        """Transitions ``indices`` with their next frames and goals; goals from ``rng`` (default: this process's
-        stream). All extra frames are read with one take."""
-        rng = self.rng() if rng is None else rng
-        out = {c: t[:, 0] for c, t in super().batch(indices).items()}
-        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
-        rows = self.window_starts[idx]
+    def batch(self, indices: Sequence[int], rng: np.random.Generator | None = None,
+              part: tuple[int, int] | None = None) -> dict[str, torch.Tensor]:
+        """Transitions ``indices`` with their next frames and goals. The goals are drawn for all of ``indices``
+        from ``rng`` (default: :func:`goal_rng` of this dataset's seed and stream and the indices); ``part=(lo,
+        hi)`` returns transitions lo:hi of them only (one process's slice of a global batch), with those goals.
+        All extra frames are read with one take."""
+        idx, n = np.asarray(indices, dtype=np.int64).reshape(-1), len(self)
+        lo, hi = (0, len(idx)) if part is None else (int(part[0]), int(part[1]))
+        if not 0 <= lo <= hi <= len(idx):
+            raise ValueError(f"part {part!r} is not a slice lo:hi with 0 <= lo <= hi <= {len(idx)} (the batch size)")
+        if idx.size and (idx.min() < -n or idx.max() >= n):
+            raise IndexError(f"window {idx[(idx < -n) | (idx >= n)][0]} is out of range for {n} windows")
+        rng = goal_rng(self.seed, self.stream, idx % max(n, 1)) if rng is None else rng
+        out = {c: t[:, 0] for c, t in super().batch(idx[lo:hi]).items()}
+        every = self.window_starts[idx]
+        rows = every[lo:hi]
         out["row"] = torch.from_numpy(rows.copy())
         extra = {"next": rows + 1} if self.next_obs else {}
         for name, sampler in self.samplers.items():
-            extra[name], kind = sampler.sample(rows, rng)
-            out[f"{name}_kind"] = torch.from_numpy(kind.astype(np.int64))
+            goals, kind = sampler.sample(every, rng)
+            extra[name] = goals[lo:hi]
+            out[f"{name}_kind"] = torch.from_numpy(kind[lo:hi].astype(np.int64))
         if "value_goal" in extra:
             reached = (extra["value_goal"] == rows).astype(np.float32)
             out["reward"], out["mask"] = torch.from_numpy(reached - 1.0), torch.from_numpy(1.0 - reached)
@@ -156,6 +168,6 @@ class GoalDataset(WindowDataset):
             for k, name in enumerate(extra):
                 for c in self.frame_columns:
                     key = f"next_{c}" if name == "next" else name if c == "pixels" else f"{name}_{c}"
-                    part = read[c][k * len(rows) : (k + 1) * len(rows)]
-                    out[key] = torch.from_numpy(np.ascontiguousarray(part))
+                    chunk = read[c][k * len(rows) : (k + 1) * len(rows)]
+                    out[key] = torch.from_numpy(np.ascontiguousarray(chunk))
         return out

@@ -1,15 +1,17 @@
 """Training beyond one process, and exact resume, for every baseline (issue 20).
 
-End to end (subprocesses on tiny flags, one CPU thread each, a 96-136-window dataset, 9 steps, a checkpoint every
-3, global batches of 32 windows so that epochs end at steps 3-4 and 6-8):
+End to end (subprocesses on tiny flags, one CPU thread each, a dataset of 80-136 windows (the goal-conditioned RL
+baselines: single-step transitions), 9 steps, a checkpoint every 3, global batches of 32 windows so that epochs end
+inside the run):
 
 - Two processes under torchrun (gloo) with ``--batch-size 16`` each train like one process with ``--batch-size 32``:
   the loss of every step agrees to a relative 1e-5 (float32 sums in another order differ by ~1e-7) and so do the
   final weights, to an absolute 1e-4 (a tenth of one Adam step at lr 1e-3: Adam's normalised steps amplify the
   rounding differences; measured up to 2.3e-5; see INVARIANT for the few tensors Adam is free to move
-  differently). Dropout is off in these runs: processes draw their own dropout masks.
+  differently). Dropout is off in these runs: processes draw their own dropout masks. The goal-conditioned RL
+  baselines (GCBC, GCIQL, GCIVL) draw their hindsight goals per global batch, so both see the same goals.
 - A run started with 2 processes resumes with 1, and that one's checkpoint resumes with 2 (the same run, 3 + 3 + 3
-  steps, against the uninterrupted one-process run).
+  steps, against the uninterrupted one-process run; GCBC, GCIQL and GCIVL: 6 steps on 2 processes, then 3 on 1).
 - A run killed with SIGKILL (tests/kill_at.py: at a step, or between writing the training state and model.pt) and
   resumed with ``--resume`` logs after the resume point exactly the losses of the uninterrupted run, and ends with
   bitwise the same weights and optimizer state.
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import test_dinowm
+import test_gcrl
 import test_lewm
 import test_pldm
 import test_tdmpc2
@@ -74,17 +77,29 @@ CASES = {
     "tdmpc2": (test_tdmpc2.write_point_dataset,
                [*without(test_tdmpc2.TINY_FLAGS, *SET_HERE), "--q-dropout", "0", "--success-distance", "2.5"],
                ("save", 6)),
+    "gcbc": (test_gcrl.write_two_room, without(test_gcrl.tiny("gcbc"), *SET_HERE), ("step", 5)),
+    "gciql": (test_gcrl.write_two_room, without(test_gcrl.tiny("gciql"), *SET_HERE), ("save", 6)),
+    "gcivl": (test_gcrl.write_two_room, without(test_gcrl.tiny("gcivl"), *SET_HERE), ("step", 7)),
 }  # fmt: skip
 # Tensors whose true gradient is zero: a bias followed (through linear maps only) by a normalization that removes
 # any constant shift (LeWM: the encoder's first conv, each channel its own GroupNorm group; the linear layers and
 # the LayerNorm bias before the BatchNorm projectors), and the BatchNorm running means that follow them. Their
 # gradient is float rounding noise, which Adam's normalised step turns into moves of up to lr per step in either
-# direction, so one and two processes move them differently; they are compared to 2 * lr * steps.
+# direction, so one and two processes move them differently; they are compared to 2 * lr * steps. GCRL: the biases
+# of both conv layers of every network's encoder, each channel its own GroupNorm group at --conv-channels 4 8 (and
+# the target networks' copies of them).
+GCRL_NETS = {"gcbc": ("actor",), "gciql": ("actor", "value", "critic", "target_critic"),
+             "gcivl": ("actor", "value", "target_value")}
 INVARIANT = {
     "lewm": {"encoder.net.0.bias", "encoder.net.7.bias", "projector.net.0.bias", "projector.net.1.running_mean",
              "predictor.norm.bias", "predictor.proj.net.0.bias", "predictor.proj.net.1.running_mean"},
+    **{algo: {f"{net}.encoder.net.{i}.bias" for net in nets for i in (0, 3)} for algo, nets in GCRL_NETS.items()},
 }  # fmt: skip
-LR = {"lewm": 1e-3}
+LR = {"lewm": 1e-3, "gcbc": 1e-3, "gciql": 1e-3, "gcivl": 1e-3}
+# (processes, last step) of the pieces of the run compared with the uninterrupted one: by default steps 1-3 on two
+# processes, 4-6 on one, 7-9 on two again; the GCRL baselines, whose steps take little beside the start of a process,
+# run 1-6 on two and 7-9 on one (one torchrun run fewer)
+SEGMENTS = {algo: ((2, 6), (1, 9)) for algo in GCRL_NETS}
 
 
 def run(*cmd, expect=0):
@@ -142,10 +157,10 @@ def assert_close_weights(algo, got: dict, want: dict):
 def test_two_processes_train_like_one_and_resume_across_process_counts(algo, reference, tmp_path):
     data, ref = reference(algo)
     out = tmp_path / "run"
-    train(algo, data, out, B, steps=3, processes=2)  # steps 1-3 on two processes
-    assert read_checkpoint(out / "model.pt")["extra"]["step"] == 3
-    train(algo, data, out, 2 * B, steps=6, resume=out / "model.pt")  # 4-6 on one
-    train(algo, data, out, B, steps=9, processes=2, resume=out / "model.pt")  # 7-9 on two again
+    for i, (processes, steps) in enumerate(SEGMENTS.get(algo, ((2, 3), (1, 6), (2, 9)))):
+        train(algo, data, out, 2 * B // processes, steps=steps, processes=processes,
+              resume=out / "model.pt" if i else None)  # fmt: skip
+        assert read_checkpoint(out / "model.pt")["extra"]["step"] == steps
     got, want = read_loss_log(out / "loss.jsonl"), read_loss_log(ref / "loss.jsonl")
     assert [e["step"] for e in got] == [e["step"] for e in want] == list(range(1, STEPS + 1))
     for g, w in zip(got, want):

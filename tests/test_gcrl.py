@@ -1,5 +1,5 @@
-"""Goal-conditioned RL baselines (GCBC, GCIQL, GCIVL) and their goal sampler (swm_core.goals): goal proportions and
-per-worker streams, expectile loss and AWR weights by hand, a value function that orders states by their distance
+"""Goal-conditioned RL baselines (GCBC, GCIQL, GCIVL) and their goal sampler (swm_core.goals): goal proportions,
+goals as a function of the global batch (two processes' slices = one process's batch), expectile loss and AWR weights by hand, a value function that orders states by their distance
 to the goal, the frozen timm encoder's weights flag, and each script end to end (train, checkpoint, resume,
 evaluate through FeedForwardPolicy, NaN gradients)."""
 
@@ -10,14 +10,14 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from swm_core.checkpoint import load_checkpoint, read_checkpoint
-from swm_core.goals import GoalDataset, GoalSampler, goal_stream
+from swm_core.distributed import ShardedBatches
+from swm_core.goals import GoalDataset, GoalSampler
 from swm_core.lance_writer import LanceWriter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,18 +73,6 @@ def test_goal_sampler_uniform_future_single_episode_and_errors():
         GoalSampler([0], [5]).sample([7], rng)
 
 
-def test_goal_stream_is_per_worker(monkeypatch):
-    draw = lambda: goal_stream(3).integers(0, 1 << 30, 4).tolist()  # noqa: E731
-    main = draw()
-    assert main == draw()  # same seed, same process: the same stream
-    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: SimpleNamespace(id=0))
-    w0 = draw()
-    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: SimpleNamespace(id=1))
-    w1 = draw()
-    assert len({tuple(main), tuple(w0), tuple(w1)}) == 3
-    assert goal_stream(3, stream=1).integers(0, 1 << 30, 4).tolist() != w1
-
-
 def write_two_room(path, episodes=6, steps=20, image_size=32, seed=0):
     from swm_core import RandomPolicy, World
 
@@ -122,16 +110,37 @@ def test_goal_dataset_batches(two_room):
     assert (b["actor_goal_kind"] == 1).all()
 
 
-def test_dataloader_workers_draw_different_goals(two_room):
-    ds = GoalDataset(two_room, value_goals=dict(p_current=0.0, p_future=0.0, p_random=1.0), split="all", seed=0)
-    same = list(range(32))
-    ctx = torch.multiprocessing.get_context("forkserver")
-    loader = torch.utils.data.DataLoader(ds, sampler=[same, same], batch_size=None, num_workers=2,
-                                         multiprocessing_context=ctx)  # fmt: skip
-    first, second = [b["value_goal"] for b in loader]  # batch 0 from worker 0, batch 1 from worker 1
-    assert not torch.equal(first, second)
-    again = [b["value_goal"] for b in loader]
-    assert torch.equal(again[0], first) and torch.equal(again[1], second)  # same seed, same goals
+def test_goals_are_a_function_of_the_global_batch(two_room):
+    """Two processes reading their slices of each global batch (one in a DataLoader worker) get exactly the
+    (transition, goal) pairs of one process reading the whole batches: goals depend on (seed, stream, batch) only."""
+    spec = dict(value_goals=dict(p_current=0.2, p_future=0.5, p_random=0.3), next_obs=True, split="all", seed=0,
+                actor_goals=dict(p_current=0.0, p_future=1.0, p_random=0.0, geometric=False))  # fmt: skip
+    ds = GoalDataset(two_room, **spec)
+    n = len(ds)
+    one = [ds.batch(idx) for idx in ShardedBatches(n, 16, seed=3)]
+    rank0 = [ds[item] for item in ShardedBatches(n, 8, seed=3, rank=0, world_size=2, with_global=True)]
+    worker = torch.utils.data.DataLoader(ds, sampler=ShardedBatches(n, 8, seed=3, rank=1, world_size=2,
+                                                                    with_global=True),
+                                         batch_size=None, num_workers=1,
+                                         multiprocessing_context=torch.multiprocessing.get_context("forkserver"))
+    rank1 = list(worker)
+    assert len(one) == len(rank0) == len(rank1) == n // 16 >= 3
+    for whole, a, b in zip(one, rank0, rank1, strict=True):
+        assert set(whole) == set(a) == set(b)
+        for key in whole:
+            assert torch.equal(whole[key], torch.cat([a[key], b[key]])), key
+    kinds = torch.cat([b["value_goal_kind"] for b in one])
+    assert set(kinds.tolist()) == {0, 1, 2}
+    # the same batch gives the same goals again; another batch or stream gives others
+    idx = list(range(16))
+    first = ds.batch(idx)["value_goal"]
+    assert torch.equal(ds.batch(idx)["value_goal"], first)
+    assert not torch.equal(ds.batch(idx[::-1])["value_goal"].flip(0), first)
+    assert not torch.equal(GoalDataset(two_room, stream=1, **spec).batch(idx)["value_goal"], first)
+    with pytest.raises(ValueError, match=r"part \(4, 20\) is not a slice lo:hi with 0 <= lo <= hi <= 16"):
+        ds.batch(idx, part=(4, 20))
+    with pytest.raises(IndexError, match=f"window {n} is out of range for {n} windows"):
+        ds.batch([0, n])
 
 
 # ------------------------------------------------------------------------------------------ losses by hand
@@ -371,7 +380,7 @@ def test_script_trains_resumes_and_evaluates(two_room, tmp_path, algo, load_scri
     run(script, "--preset", "cpu", "--eval-only", "--resume", a / "model.pt", "--eval-dataset", two_room, *EVAL,
         "--device", "cpu", "--output-json", a / "again.json")  # fmt: skip
     again = json.loads((a / "again.json").read_text())
-    assert set(again) == {"args", "env_id", "tables", "dataset"} and again["env_id"] == "swm/TwoRoom-v1"
+    assert set(again) == {"args", "env_id", "shift", "tables", "dataset"} and again["env_id"] == "swm/TwoRoom-v1"
     pct = lambda rows: [(r["policy"], r["success_pct"], r["solved_at_start_pct"]) for r in rows]  # noqa: E731
     assert pct(again["tables"]["dataset"]) == pct(trained["tables"]["dataset"])
     for name in (algo, "no-op", "random"):

@@ -63,8 +63,10 @@ def make_policy(args: Args):
         return RandomPolicy(seed=args.seed)
     if "TwoRoom" in args.env_id:
         kwargs = {"noise": args.expert_noise, "keep_moving": True}
-    else:
+    elif "PushT" in args.env_id:
         kwargs = {"noise_std": args.expert_noise}
+    else:  # the classic-control, Reacher and Cube experts
+        kwargs = {"noise": args.expert_noise}
     expert = expert_policy(args.env_id, seed=args.seed, **kwargs)
     if args.policy == "expert":
         return expert

@@ -130,6 +130,9 @@ class Args:
     """envs planned together"""
     seed: int = 0
     """the data's seed and the first training/pair seed (seeds seed, seed + 1, ...)"""
+    data_seed: int | None = None
+    """seed of the collected data when it differs from --seed (the held-out set: data_seed + 10000); e.g.
+    --seeds 1 --seed 2 --data-seed 0 trains and plans seed 2 alone on the data of a --seeds 3 run"""
     device: str = "auto"
     """torch device for training and planning"""
     threads: int = 1
@@ -491,16 +494,17 @@ def main(args: Args) -> dict:
     command = common.command_line("benchmarks/success_table.py")
     out = Path(args.out_dir)
     seeds = [args.seed + k for k in range(args.seeds)]
+    data_seed = args.seed if args.data_seed is None else args.data_seed
     per_env, failures = {}, []
     for env_id in envs:
         name = common.slug(env_id)
         held_out = Path(args.dataset) if args.dataset else common.collect(
-            env_id, out / f"{name}_eval_{args.eval_episodes}ep_x{args.expert_fraction}_s{args.seed + 10_000}.lance",
-            args.eval_episodes, args.seed + 10_000, args.expert_fraction, args.threads)
+            env_id, out / f"{name}_eval_{args.eval_episodes}ep_x{args.expert_fraction}_s{data_seed + 10_000}.lance",
+            args.eval_episodes, data_seed + 10_000, args.expert_fraction, args.threads)
         learned = [b for b in args.baselines if b in BASELINES]  # the oracle needs no training data
         train_data = None if not learned else Path(args.train_dataset) if args.train_dataset else common.collect(
-            env_id, out / f"{name}_train_{args.train_episodes}ep_x{args.expert_fraction}_s{args.seed}.lance",
-            args.train_episodes, args.seed, args.expert_fraction, args.threads)
+            env_id, out / f"{name}_train_{args.train_episodes}ep_x{args.expert_fraction}_s{data_seed}.lance",
+            args.train_episodes, data_seed, args.expert_fraction, args.threads)
         shift = shifts[env_id]  # plans under a shift are cached apart from the unshifted ones
         plan_dir = out / f"{name}_{mode}_plans{shift_tag(args)}"
         plan_dir.mkdir(parents=True, exist_ok=True)

@@ -348,3 +348,11 @@ def test_float32_fov_values_at_the_range_ends_are_accepted(env_id):
     values = {k: np.float32(space[k].high) for k in space.keys() if space[k].shape == () and space[k].dtype.kind == "f"}
     _, info = make(env_id, values=values)
     assert all(np.isclose(info["variation"][k], v) for k, v in values.items())
+
+
+@pytest.mark.parametrize("env_id", ["swm/Pendulum-v1", "swm/CartPole-v1", "swm/MountainCar-v1", "swm/Acrobot-v1"])
+def test_expert_collects_fewer_episodes_than_envs(env_id, tmp_path):
+    """A World slot that never gets an episode holds all-zero FoV values: the expert must not fail on it."""
+    world = World(env_id, num_envs=3, image_size=16, max_episode_steps=4)
+    world.collect(tmp_path / "one.lance", episodes=1, seed=0, policy=expert_policy(env_id), progress=False)
+    assert open_dataset(tmp_path / "one.lance").num_episodes == 1

@@ -199,6 +199,8 @@ class CartPoleExpert:
         actions = np.zeros((len(s), 1))
         for i in range(len(s)):
             fov = tuple(float(np.asarray(infos["variation." + k][i])) for k in _FOV_KEYS)
+            if fov[4] <= 0:  # a World slot that holds no episode (all values 0): nothing to control
+                continue
             if fov not in self._gains:
                 self._gains[fov] = lqr_gain(dict(zip(_FOV_KEYS, fov)))
             err = s[i] - goal[i]

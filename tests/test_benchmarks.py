@@ -6,6 +6,7 @@ the page is current."""
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -354,8 +355,8 @@ def test_success_table_parallel_runs_keep_seed_order_floors_and_failures(tmp_pat
 
 
 OTHER_BENCHMARKS = {  # the tiniest end-to-end runs: (flags, a line the table prints, the record's name)
-    "env_speed": (["--quick", "--episodes", "2", "--max-episode-steps", "10", "--envs", TWO_ROOM, "--out-dir", "{out}"],
-                  "World.collect at 64 px", "env_speed-quick-*.json"),
+    "env_speed": (["--quick", "--episodes", "2", "--max-episode-steps", "10", "--bare-steps", "200", "--envs", TWO_ROOM,
+                   "--out-dir", "{out}"], "World.collect at 64 px", "env_speed-quick-*.json"),
     "grasp_vs_gd": (["--quick", "--horizons", "3", "6", "--num-envs", "2", "--gd-lrs", "1.0", "0.01",
                      "--output-json", "{out}/g.json", "--output-png", "{out}/g.png"], "GRASP vs GD",
                     "grasp_vs_gd-quick-*.json"),
@@ -380,6 +381,126 @@ def test_other_benchmarks_write_records(name, tmp_path, results_md):
                  quick=flags[0] == "--quick")
     numbers = [v for row in record["tables"][0]["rows"] for v in row if isinstance(v, float)]
     assert numbers and all(math.isfinite(v) for v in numbers)  # measured numbers, NaN written as null
+
+
+# A stand-in for the stable-worldmodel package with just what benchmarks/env_speed.py's worker calls: World (its
+# envs, set_policy, collect writing one Lance row per env step), policy.RandomPolicy. It logs every World it makes.
+PEER_STUB = {
+    "__init__.py": """
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import lance
+import numpy as np
+import pyarrow as pa
+
+from . import policy
+
+LOG = Path(__file__).with_name("worlds.jsonl")
+
+
+class Env:
+    def __init__(self, size, max_steps):
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.size, self.max_steps, self.t = size, max_steps, 0
+
+    def reset(self, seed=None, options=None):
+        self.t = 0
+        return None, {"pixels": np.zeros((self.size, self.size, 3), np.uint8)}
+
+    def step(self, action):
+        assert self.action_space.contains(np.asarray(action, np.float32)), action
+        self.t += 1
+        return None, 0.0, False, self.t >= self.max_steps, {"pixels": np.zeros((self.size, self.size, 3), np.uint8)}
+
+
+class Pool:
+    def __init__(self, envs):
+        self.envs = envs
+
+
+class World:
+    def __init__(self, env_name, num_envs, image_shape=None, max_episode_steps=100, **kwargs):
+        if env_name != "swm/TwoRoom-v1":
+            raise ValueError(f"no env {env_name}")
+        with LOG.open("a") as f:
+            f.write(json.dumps([env_name, num_envs, list(image_shape), max_episode_steps, kwargs]) + "\\n")
+        self.envs = Pool([Env(image_shape[0], max_episode_steps) for _ in range(num_envs)])
+        self.max_steps = max_episode_steps
+
+    def set_policy(self, policy):
+        self.policy = policy
+
+    def collect(self, path, episodes, seed=None, progress=True):
+        steps = self.max_steps * episodes
+        for _ in range(steps):
+            self.envs.envs[0].step(np.zeros(2, np.float32))
+        lance.write_dataset(pa.table({"episode_idx": np.repeat(np.arange(episodes), self.max_steps)}), path)
+
+    def close(self):
+        pass
+""",
+    "policy.py": """
+class RandomPolicy:
+    def __init__(self, seed=None):
+        self.seed = seed
+""",
+}
+
+
+def write_stub(folder: Path, files: dict) -> Path:
+    (folder / "stable_worldmodel").mkdir(parents=True)
+    for name, text in files.items():
+        (folder / "stable_worldmodel" / name).write_text(text)
+    return folder / "stable_worldmodel"
+
+
+def test_env_speed_measures_the_package_side_by_side(tmp_path, results_md):
+    """With stable-worldmodel importable, each env the package has gets its figures beside swm's, measured with the
+    same frame size, envs, episodes and steps, and the ratio swm/package; an env it lacks gets none."""
+    stub = write_stub(tmp_path / "site", PEER_STUB)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tmp_path / "site")}
+    proc = subprocess.run([sys.executable, "benchmarks/env_speed.py", "--quick", "--episodes", "2",
+                           "--max-episode-steps", "10", "--bare-steps", "200", "--repeats", "2", "--num-envs", "3",
+                           "--envs", TWO_ROOM, "swm/TwoRoomDiscrete-v1", "swm/PushT-v1", "--out-dir",
+                           str(tmp_path / "out")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r"stable-worldmodel \S+ measured in the same run, repeats alternating with swm's", proc.stdout)
+    assert "swm/TwoRoomDiscrete-v1: the stable-worldmodel package has no counterpart" in proc.stdout
+    for kind in ("bare", "collect"):  # the package's failure is a note; swm's figures stay
+        assert (f"swm/PushT-v1: stable-worldmodel's swm/PushT-v1 failed ({kind}): ValueError: no env swm/PushT-v1"
+                in proc.stdout)
+    worlds = [json.loads(line) for line in (stub / "worlds.jsonl").read_text().splitlines()]
+    # two repeats, each one bare env then one World of 3 envs for collect, at 64 px and 10 steps an episode
+    assert worlds == [[TWO_ROOM, n, [64, 64], 10, {}] for _ in range(2) for n in (1, 3)]
+    record = one_record(tmp_path / "out", "env_speed-quick-*.json")
+    tab = record["tables"][0]
+    assert tab["columns"] == ["env", "bare env steps/s", "collect steps/s", "collect/bare", "stable-worldmodel env",
+                              "its bare env steps/s", "its collect steps/s", "bare swm/peer", "collect swm/peer"]
+    row, other, failed = (dict(zip(tab["columns"], r)) for r in tab["rows"])
+    assert row["stable-worldmodel env"] == TWO_ROOM and row["its collect steps/s"] > 0
+    assert row["bare swm/peer"] == pytest.approx(row["bare env steps/s"] / row["its bare env steps/s"], rel=1e-5)
+    assert row["collect swm/peer"] == pytest.approx(row["collect steps/s"] / row["its collect steps/s"], rel=1e-5)
+    assert other["env"] == "swm/TwoRoomDiscrete-v1" and other["stable-worldmodel env"] is None
+    assert other["bare swm/peer"] is None and other["bare env steps/s"] > 0
+    assert failed["env"] == "swm/PushT-v1" and failed["collect steps/s"] > 0
+    assert failed["stable-worldmodel env"] is None and failed["collect swm/peer"] is None
+    check_record(record, results_md, "env_speed", "python benchmarks/env_speed.py --quick", [0], quick=True)
+
+
+def test_env_speed_says_why_the_package_is_not_measured(tmp_path, monkeypatch, load_script):
+    env_speed = load_script("benchmarks/env_speed.py")
+    peer, note = env_speed.start_peer(env_speed.Args(peer=False))
+    assert peer is None and note == "stable-worldmodel not measured (--no-peer)"
+    write_stub(tmp_path, {"__init__.py": "import loguru_missing_here\n"})
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    peer, note = env_speed.start_peer(env_speed.Args())
+    assert peer is None
+    assert note == ("stable-worldmodel is installed but does not import (ModuleNotFoundError: No module named "
+                    "'loguru_missing_here'): swm's rows only")
 
 
 # ------------------------------------------------------------------------------------------ the records

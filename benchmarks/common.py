@@ -148,6 +148,42 @@ def read_plan(path: Path, protocol: str = "dataset") -> dict:
             "rows": {r["policy"]: r for r in rows}, "per_episode": data.get(protocol, {})}
 
 
+def success_table_under_shift(flags: list[str], variation: list[str], out_dir: str | Path, threads: int = 1) -> dict:
+    """benchmarks/success_table.py ``flags`` with ``--variation *variation`` (none: unshifted), its datasets,
+    checkpoints and plans cached in ``out_dir``: the shift goes to planning only, so every call with the same
+    ``flags`` reuses the same trained models. Its JSON and record go to ``out_dir/shifts/<hash of the shift>``.
+    Returns its JSON result (``{"envs": {env_id: {"rows", "floors", ...}}, "failures", ...}``); a run that failed
+    for some baselines returns what it wrote (its ``failures`` say which); one that wrote nothing raises RunFailed."""
+    tag = "none" if not variation else "shift-" + hashlib.sha1(" ".join(variation).encode()).hexdigest()[:8]
+    folder = Path(out_dir) / "shifts" / tag
+    cmd = ["benchmarks/success_table.py", *flags, "--out-dir", str(out_dir), "--results-dir", str(folder),
+           *(["--variation", *variation] if variation else [])]
+
+    def outputs() -> list[Path]:  # its raw JSON (success_table[_mode][_shift-...].json), not its record (success_table-...)
+        return [p for p in folder.glob("success_table*.json") if not p.name.startswith("success_table-")]
+
+    for old in outputs():  # never read a previous run's result
+        old.unlink()
+    try:
+        run(cmd, folder / "success_table.log", threads)
+    except RunFailed:
+        if not outputs():
+            raise
+    (path,) = outputs()
+    return json.loads(path.read_text())
+
+
+def success_by_baseline(result: dict, env_id: str) -> tuple[dict, dict]:
+    """From a success_table result: ``{baseline: {"mean", "std", "per_seed", "status", "note"}}`` of ``env_id`` and
+    its floors ``{"no-op": [% per seed], "random": [...]}``."""
+    env = result["envs"][env_id]
+    rows = {r["baseline"]: {k: r.get(k) for k in ("mean", "std", "per_seed", "status", "note")} for r in env["rows"]}
+    for row in rows.values():
+        if not row["per_seed"]:
+            row["mean"] = row["std"] = None
+    return rows, {k: list(v) for k, v in env["floors"].items()}
+
+
 # ---------------------------------------------------------------------------------------------------- plots
 
 

@@ -333,7 +333,8 @@ class World:
                               video: str | Path | None = None, video_episodes: int = 4,
                               storage_options: dict | None = None, options: dict | None = None) -> dict:
         """The dataset-driven protocol: start at a recorded step t (full simulator state and FoV values
-        restored), goal = the recorded frame ``goal_offset`` steps later in the same episode, at most
+        restored; data without a ``sim_state`` column: the simulator state the env derives from the recorded
+        ``state``, see ``SWMEnv.sim_state_from_state``), goal = the recorded frame ``goal_offset`` steps later in the same episode, at most
         ``eval_budget`` env steps. ``episode_ids`` restricts the recorded episodes used (e.g. a held-out split).
         ``options``: a FoV shift applied on top of the restored values (see :meth:`dataset_starts`)."""
         eval_budget = self._budget("eval_budget", eval_budget)
@@ -373,10 +374,17 @@ class World:
         if size is not None and int(size) != self.image_size:
             raise ValueError(f"dataset {ds.path} holds {size}px frames, but this World renders {self.image_size}px; "
                              f"use World(..., image_size={size})")
-        for column in ("sim_state", "state", "pixels"):
+        for column in ("state", "pixels"):
             if column not in ds.columns:
                 raise ValueError(f"dataset {ds.path} lacks column {column!r} needed to restore episodes; "
                                  f"columns: {sorted(ds.columns)}")
+        from_state = "sim_state" not in ds.columns  # e.g. recorded by the stable-worldmodel package
+        env = self.envs[0].unwrapped
+        if from_state:
+            try:
+                env.sim_state_from_state(np.asarray(ds.read_rows(np.array([0]), ["state"])["state"][0]))
+            except ValueError as err:
+                raise ValueError(f"dataset {ds.path} has no 'sim_state' column and {err}") from None
         ids = np.asarray(ds.episode_ids if episode_ids is None else episode_ids)
         lengths = dict(zip(ds.episode_ids.tolist(), ds.episode_lengths.tolist()))
         offsets = dict(zip(ds.episode_ids.tolist(), ds.episode_offsets.tolist()))
@@ -391,7 +399,9 @@ class World:
         t0 = np.array([rng.integers(0, lengths[int(e)] - goal_offset) for e in chosen])
         rows = np.array([offsets[int(e)] for e in chosen]) + t0
         fov_columns = [c for c in ds.columns if c.startswith("variation__")]
-        start_rows = ds.read_rows(rows, ["sim_state", "state", *fov_columns])
+        start_rows = ds.read_rows(rows, ["state", *fov_columns] + ([] if from_state else ["sim_state"]))
+        if from_state:
+            start_rows["sim_state"] = [env.sim_state_from_state(s) for s in start_rows["state"]]
         clean = "pixels_clean" if "pixels_clean" in ds.columns else "pixels"
         goal_rows = ds.read_rows(rows + goal_offset, ["state"] + ([] if shift else [clean]))
         starts = []
@@ -406,7 +416,8 @@ class World:
                 reset.update(variation=shift[0], variation_values={**values, **shift[1]})
             starts.append({"seed": seed + k, "options": reset})
         pairs = {"episode_idx": chosen.astype(np.int64), "start_step": t0.astype(np.int64),
-                 "start_state": start_rows["state"], "goal_state": goal_rows["state"]}
+                 "start_state": start_rows["state"], "goal_state": goal_rows["state"],
+                 "restored_from_state": np.full(episodes, from_state)}
         return starts, pairs
 
     def _fov_shift(self, options: dict | None) -> tuple[list[str], dict] | None:

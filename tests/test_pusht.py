@@ -48,7 +48,7 @@ def test_registered_and_spaces():
     assert info["state"].shape == (7,) and info["state"].dtype == np.float32
     assert info["proprio"].shape == (4,) and info["goal_proprio"].shape == (4,)
     assert info["sim_state"].dtype == np.float64
-    assert len(info["variation"]) == 17
+    assert len(info["variation"]) == 21
     np.testing.assert_array_equal(info["proprio"], info["state"][[0, 1, 5, 6]])
     obs, reward, terminated, truncated, info = env.step(np.zeros(2, np.float32))
     assert reward == pytest.approx(-np.linalg.norm(info["goal_state"] - info["state"]), rel=1e-6)
@@ -280,10 +280,11 @@ def test_variation_values_show_in_the_frame():
 
 def test_every_leaf_changes_the_scene():
     space = PushTEnv.variation_space
-    # a polygon agent, so that its angle shows
-    base = {**FIXED, "agent.shape": 1, "block.start_position": (300, 300), "agent.start_position": (120, 120)}
+    # a polygon agent, so that its angle shows; one distractor, so that its position, size and color show
+    base = {**FIXED, "agent.shape": 1, "block.start_position": (300, 300), "agent.start_position": (120, 120),
+            "distractors.count": 1}
     env = PushTEnv(image_size=96)
-    assert len(space.keys()) == 17
+    assert len(space.keys()) == 21
 
     def frame(values):
         env.reset(seed=0, options={"variation_values": values})
@@ -341,3 +342,44 @@ def test_expert_batched_interface():
     expert.reset()
     with pytest.raises(ValueError, match="push_speed"):
         PushTExpert(push_speed=2.0)
+
+
+def test_distractors_are_drawn_in_frames_and_goal_only():
+    """distractors.*: ``count`` squares of ``color`` and side ``size`` at ``position``, in the frame and the goal
+    image; count 0 draws nothing whatever the other leaves; the dynamics never see them; sampled positions are
+    seeded and inside the arena."""
+    env = PushTEnv(image_size=64)
+
+    def reset(seed=0, **values):
+        return env.reset(seed=seed, options={"variation_values": {**FIXED, **values}})[1]
+
+    spots = [(60.0, 60.0), (450.0, 60.0), (60.0, 300.0)] + [(400.0, 400.0)] * 5
+    leaves = {"distractors.position": spots, "distractors.size": 40.0, "distractors.color": (1, 2, 3)}
+    reference, hidden = reset(), reset(**leaves)  # count 0 (the default)
+    np.testing.assert_array_equal(hidden["pixels"], reference["pixels"])
+    np.testing.assert_array_equal(hidden["goal"], reference["goal"])
+    one = reset(**leaves, **{"distractors.count": 1})
+    for frame in (one["pixels"], one["goal"]):
+        mask = np.all(frame == (1, 2, 3), axis=-1)
+        # world [40, 80]^2 at 8 world units per pixel: the pixels whose centres (i + 0.5) * 8 lie inside, 5 to 9
+        assert mask.sum() == 25 and mask[5:10, 5:10].all()
+    big = reset(**{**leaves, "distractors.size": 80.0, "distractors.count": 1})  # [20, 100]: pixels 2 to 12
+    assert np.all(big["pixels"] == (1, 2, 3), axis=-1).sum() == 121
+    three = reset(**leaves, **{"distractors.count": 3})
+    assert np.all(three["pixels"] == (1, 2, 3), axis=-1).sum() == 75
+    # the dynamics and the goal state ignore them
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (20, 2)).astype(np.float32)
+    runs = []
+    for values in ({}, {**leaves, "distractors.count": 8}):
+        info = reset(**values)
+        runs.append((info["goal_state"], np.stack([env.step(a)[4]["sim_state"] for a in actions])))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    np.testing.assert_array_equal(runs[0][1], runs[1][1])
+    # sampled positions: a fresh draw per episode from the episode's seed
+    sample = {"variation": ["distractors.position"], "variation_values": {"distractors.count": 4}}
+    a, b, c = (env.reset(seed=s, options=sample)[1] for s in (5, 5, 6))
+    np.testing.assert_array_equal(a["pixels"], b["pixels"])
+    assert not np.array_equal(a["variation"]["distractors.position"], c["variation"]["distractors.position"])
+    positions = np.concatenate([a["variation"]["distractors.position"], c["variation"]["distractors.position"]])
+    assert np.all((positions >= ARENA_LOW) & (positions <= ARENA_HIGH))

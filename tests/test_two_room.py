@@ -49,7 +49,7 @@ def test_registration_and_spaces():
     assert info["sim_state"].dtype == np.float64 and info["state"].dtype == np.float32
     assert reward == pytest.approx(-np.linalg.norm(info["goal_state"] - info["state"]))
     assert isinstance(gym.make("swm/TwoRoomDiscrete-v1").action_space, gym.spaces.Discrete)
-    assert len(TwoRoomEnv.variation_space.keys()) == 17
+    assert len(TwoRoomEnv.variation_space.keys()) == 21
 
 
 def test_movement_is_speed_times_clipped_action():
@@ -263,12 +263,18 @@ ALTERNATIVES = {
     "door.position": (150.0, 112.0, 175.0),
     "background.color": (90, 90, 90),
     "rendering.render_target": 0,
+    "distractors.count": 2,
+    "distractors.position": [(60.0, 60.0)] * 8,
+    "distractors.size": 30.0,
+    "distractors.color": (0, 0, 255),
 }
 
 
 @pytest.mark.parametrize("key", TwoRoomEnv.variation_space.keys())
 def test_every_leaf_changes_the_scene_or_the_physics(key):
     base = {"agent.position": (60.0, 170.0), "target.position": (170.0, 60.0), "rendering.render_target": 1}
+    if key.startswith("distractors.") and key != "distractors.count":  # one drawn, so that its leaves show
+        base["distractors.count"] = 1
     env, info = make(base)
     if key == "agent.speed":
         env2, _ = make({**base, key: 9.0})
@@ -406,3 +412,30 @@ def test_multidiscrete_env_maps_one_index_per_axis():
         with pytest.raises(ValueError, match=r"action must be two integers in \[0, 4\]"):
             env.step(bad)
 
+
+
+def test_distractors_are_drawn_in_frames_and_goal_only():
+    """distractors.*: ``count`` squares of ``color`` and side ``size`` at ``position``, in the frame and the goal
+    image; count 0 draws nothing whatever the other leaves; the dynamics never see them."""
+    base = {"agent.position": (60.0, 170.0), "target.position": (170.0, 60.0)}
+    leaves = {"distractors.position": [(50.0, 50.0), (170.0, 170.0)] + [(60.0, 100.0)] * 6,
+              "distractors.size": 14.0, "distractors.color": (1, 2, 3)}
+    _, reference = make(base)
+    _, hidden = make({**base, **leaves})  # count 0 (the default)
+    np.testing.assert_array_equal(hidden["pixels"], reference["pixels"])
+    np.testing.assert_array_equal(hidden["goal"], reference["goal"])
+    _, one = make({**base, **leaves, "distractors.count": 1})
+    for frame in (one["pixels"], one["goal"]):
+        mask = np.all(frame == (1, 2, 3), axis=-1)
+        # world [43, 57]^2 at 64/224 pixels per unit: pixel centres inside for pixels 12 to 15
+        assert mask.sum() == 16 and mask[12:16, 12:16].all()
+    _, two = make({**base, **leaves, "distractors.count": 2})
+    assert np.all(two["pixels"] == (1, 2, 3), axis=-1).sum() == 32
+    _, big = make({**base, **leaves, "distractors.count": 1, "distractors.size": 28.0})  # [36, 64]: pixels 10 to 17
+    assert np.all(big["pixels"] == (1, 2, 3), axis=-1).sum() == 64
+    actions = np.random.default_rng(0).uniform(-1, 1, (30, 2)).astype(np.float32)
+    runs = []
+    for values in (base, {**base, **leaves, "distractors.count": 8}):
+        env, _ = make(values)
+        runs.append([env.step(a)[4]["sim_state"] for a in actions])
+    np.testing.assert_array_equal(np.stack(runs[0]), np.stack(runs[1]))

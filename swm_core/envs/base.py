@@ -22,10 +22,38 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from swm_core.spaces import VariationSpace
+from swm_core.spaces import RGB, Box, Discrete, VariationSpace
 
 # what ``reset(options=...)`` takes: FoV keys to sample, fixed FoV values, a simulator state to restore, a goal
 RESET_OPTIONS = frozenset({"variation", "variation_values", "sim_state", "goal_state", "goal_pixels"})
+MAX_DISTRACTORS = 8
+
+
+def distractor_leaves(low: float, high: float, size: tuple[float, float, float]) -> dict:
+    """The ``distractors`` FoV group: up to MAX_DISTRACTORS filled squares drawn on the floor of every frame (the
+    goal image too), with no physics. ``count`` (0, the default, draws none), ``position`` (the centres, in world
+    units inside [low, high]; the first ``count`` are drawn; sampling the leaf draws new ones every episode),
+    ``size`` (the side, (low, high, default)) and ``color``."""
+    ring = np.linspace(0.0, 2 * np.pi, MAX_DISTRACTORS, endpoint=False)
+    centre, radius = (low + high) / 2, 0.35 * (high - low)
+    default = np.stack([centre + radius * np.cos(ring), centre + radius * np.sin(ring)], axis=1)
+    return {"count": Discrete(MAX_DISTRACTORS + 1, default=0),
+            "position": Box(low, high, shape=(MAX_DISTRACTORS, 2), default=default),
+            "size": Box(size[0], size[1], default=size[2]), "color": RGB((128, 0, 128))}
+
+
+def draw_distractors(img: np.ndarray, variation, world_size: float) -> None:
+    """Fill the first ``distractors.count`` squares of ``variation`` into ``img`` (world units scaled by
+    image size / ``world_size``): the pixels whose centres lie inside a square, at least one per square."""
+    n = int(variation.get("distractors.count", 0))
+    if n == 0:
+        return
+    s, half, last = img.shape[0] / world_size, float(variation["distractors.size"]) / 2, img.shape[0] - 1
+    for centre in np.asarray(variation["distractors.position"], np.float64)[:n]:
+        lo = np.ceil((centre - half) * s - 0.5).astype(int)
+        hi = np.maximum(np.floor((centre + half) * s - 0.5).astype(int), lo)
+        (x0, y0), (x1, y1) = np.clip(lo, 0, last), np.clip(hi, 0, last)
+        img[y0:y1 + 1, x0:x1 + 1] = variation["distractors.color"]
 
 
 class SWMEnv(gym.Env):
@@ -73,6 +101,12 @@ class SWMEnv(gym.Env):
 
     def set_sim_state(self, sim_state: np.ndarray) -> None:
         raise NotImplementedError
+
+    def sim_state_from_state(self, state: np.ndarray) -> np.ndarray:
+        """The simulator state to restore for a recorded ``state`` alone (data recorded without ``sim_state``,
+        e.g. by the stable-worldmodel package). Envs whose ``state`` determines their simulator override it."""
+        raise ValueError(f"{type(self).__name__} cannot restore its simulator from a recorded state alone: the "
+                         f"dataset-driven evaluation needs a 'sim_state' column for it")
 
     # --- shared ---------------------------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):

@@ -33,6 +33,10 @@ class ClassicEnv(SWMEnv):
             "proprio": gspaces.Box(-np.inf, np.inf, shape=(self.proprio_dim,), dtype=np.float32),
         })
 
+    def sim_state_from_state(self, state: np.ndarray) -> np.ndarray:
+        """The classic-control state is the simulator state (angles wrapped, which the dynamics do not see)."""
+        return np.asarray(state, np.float64).copy()
+
 
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 _ONE = 1 << _SHIFT

@@ -36,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 import pymunk
 
-from swm_core.envs.base import SWMEnv
+from swm_core.envs.base import SWMEnv, distractor_leaves, draw_distractors
 from swm_core.spaces import RGB, Box, Discrete, VariationSpace
 
 WORLD_SIZE = 512.0
@@ -135,7 +135,7 @@ class PushTScene:
 
     def __init__(self, variation: Mapping, image_size: int = 64):
         v = {k: np.asarray(val) for k, val in variation.items()}
-        self.image_size = int(image_size)
+        self.variation, self.image_size = v, int(image_size)
         self.agent_shape = AGENT_SHAPES[int(v["agent.shape"])]
         self.agent_radius = float(v["agent.scale"]) * AGENT_RADIUS_PER_SCALE
         self.agent_angle = float(v["agent.angle"])
@@ -235,9 +235,37 @@ class PushTScene:
         return np.array([ap.x, ap.y, av.x, av.y, bp.x, bp.y, block.angle, bv.x, bv.y, block.angular_velocity])
 
     def step(self, sim_state, action) -> np.ndarray:
+        free = self.free_step(sim_state, action)
+        if free is not None:
+            return free
         space, agent, block = self.build_space(sim_state)
         self.substeps(space, agent, action)
         return self.read(agent, block)
+
+    def free_step(self, sim_state, action, margin: float = 2.0) -> np.ndarray | None:
+        """The control step without building a space when nothing can touch during it: the block at rest and
+        ``margin`` clear of the walls and of every position the agent passes through; None otherwise. pymunk would
+        then move the kinematic agent by p += v·dt, and leave the resting block in place with zero velocities
+        (its position and angle plus 0), so the same arithmetic gives the same floats as ``build_space`` and
+        ``substeps`` do."""
+        s = [float(x) for x in sim_state]
+        bx, by, reach = s[4], s[5], self.block_radius + margin
+        if (s[7] != 0.0 or s[8] != 0.0 or s[9] != 0.0 or min(bx, by) - reach < ARENA_LOW
+                or max(bx, by) + reach > ARENA_HIGH):
+            return None
+        px, py, vx, vy = s[:4]
+        tx = min(max(px + min(max(float(action[0]), -1.0), 1.0) * ACTION_SCALE, self.arena_low), self.arena_high)
+        ty = min(max(py + min(max(float(action[1]), -1.0), 1.0) * ACTION_SCALE, self.arena_low), self.arena_high)
+        path = [(px, py)]
+        for _ in range(SUBSTEPS):  # the arithmetic of ``substeps``
+            vx = vx + (K_P * (tx - px) - K_V * vx) * DT
+            vy = vy + (K_P * (ty - py) - K_V * vy) * DT
+            px, py = px + vx * DT, py + vy * DT
+            path.append((px, py))
+        near = [p for p in path if (p[0] - bx) ** 2 + (p[1] - by) ** 2 < (reach + self.agent_radius) ** 2]
+        if near and block_distance(near, (bx, by, s[6]), self.block_rects).min() < self.agent_radius + margin:
+            return None
+        return np.array([px, py, vx, vy, bx + 0.0, by + 0.0, s[6] + 0.0, 0.0, 0.0, 0.0])
 
     @staticmethod
     def state_of(sim_state) -> np.ndarray:
@@ -262,6 +290,7 @@ class PushTScene:
             size, shift, aa = self.image_size, self._SHIFT, cv2.LINE_AA
             img = np.empty((size, size, 3), dtype=np.uint8)
             img[:] = self.colors["background"]
+            draw_distractors(img, self.variation, WORLD_SIZE)
             outer, inner = WALL_POSITION - WALL_RADIUS, WALL_POSITION + WALL_RADIUS
             far_in, far_out = 506.0 - WALL_RADIUS, 506.0 + WALL_RADIUS
             walls = np.array(
@@ -323,6 +352,7 @@ class PushTEnv(SWMEnv):
             },
             "background": {"color": RGB((255, 255, 255))},
             "rendering": {"render_goal": Discrete(2, default=1)},
+            "distractors": distractor_leaves(ARENA_LOW, ARENA_HIGH, (10.0, 80.0, 40.0)),
         }
     )
     default_variations = ("agent.start_position", "block.start_position", "block.angle")
@@ -386,6 +416,12 @@ class PushTEnv(SWMEnv):
 
     def get_sim_state(self) -> np.ndarray:
         return self._sim_state.copy()
+
+    def sim_state_from_state(self, state: np.ndarray) -> np.ndarray:
+        """From ``state`` (agent xy, block xy, block angle, agent velocity): the block's linear and angular
+        velocities are not in it and are set to 0, exact whenever the block was at rest."""
+        s = np.asarray(state, np.float64)
+        return np.array([s[0], s[1], s[5], s[6], s[2], s[3], s[4], 0.0, 0.0, 0.0])
 
     def set_sim_state(self, sim_state: np.ndarray) -> None:
         sim_state = np.asarray(sim_state, dtype=np.float64)

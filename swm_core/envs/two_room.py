@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 from gymnasium import spaces as gspaces
 
-from swm_core.envs.base import SWMEnv
+from swm_core.envs.base import SWMEnv, distractor_leaves, draw_distractors
 from swm_core.spaces import RGB, Box, Discrete, VariationSpace
 
 WORLD_SIZE = 224.0
@@ -169,6 +169,7 @@ def _variation_space() -> VariationSpace:
             },
             "background": {"color": RGB((255, 255, 255))},
             "rendering": {"render_target": Discrete(2, default=0, names=("off", "on"))},
+            "distractors": distractor_leaves(lo, hi, (4.0, 40.0, 14.0)),
         }
     )
 
@@ -293,6 +294,10 @@ class TwoRoomEnv(SWMEnv):
     def get_sim_state(self) -> np.ndarray:
         return np.array(self._pos, dtype=np.float64)
 
+    def sim_state_from_state(self, state: np.ndarray) -> np.ndarray:
+        """The state is the agent's position, the whole simulator state."""
+        return np.asarray(state, np.float64)[:2].copy()
+
     def set_sim_state(self, sim_state: np.ndarray) -> None:
         """Place the agent; a position inside the border or the wall is moved to the nearest free one."""
         self._pos = self._geom.project(self._parse_sim_state(sim_state))
@@ -320,6 +325,7 @@ class TwoRoomEnv(SWMEnv):
         v = self.variation
         img = np.empty((self.image_size, self.image_size, 3), dtype=np.uint8)
         img[:] = v["background.color"]
+        draw_distractors(img, v, WORLD_SIZE)
         i0, i1 = self._px_range(BORDER, WORLD_SIZE - BORDER)
         border = v["wall.border_color"]
         img[:i0], img[i1 + 1 :], img[:, :i0], img[:, i1 + 1 :] = border, border, border, border

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from swm_core.envs import BASE_ENV, acrobot, cartpole, mountain_car, pendulum, pusht, two_room
+from swm_core.envs import BASE_ENV, cartpole, mountain_car, pendulum, pusht, two_room
 
 
 def pusht_cost(states: np.ndarray, goal_state: np.ndarray, variation: dict) -> np.ndarray:

@@ -5,6 +5,10 @@ from pathlib import Path
 import pytest
 
 from swm_core.checkpoint import import_script
+from swm_core.envs.cube import preload_triton
+
+# the MuJoCo tests render through Mesa's llvmpipe (EGL); triton must be loaded before it (see preload_triton)
+preload_triton()
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -54,8 +54,19 @@ def _variation_space() -> VariationSpace:
     })
 
 
+def preload_triton() -> None:
+    """Load triton (torch's kernel compiler), if installed, before MuJoCo's EGL renderer starts: Mesa's software
+    renderer (llvmpipe) and triton each carry their own LLVM, and importing triton after llvmpipe is loaded crashes
+    the process (e.g. a later ``import timm`` or ``torchvision``); in the other order both work."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        pass
+
+
 def load_ogbench():
     """The ``mujoco`` and ``ogbench`` modules, or a ValueError saying how to install them."""
+    preload_triton()
     try:
         import mujoco
         import ogbench

@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -138,10 +137,10 @@ def flags_label(env_id: str, shift: str) -> str:
 
 def parse_shard(text: str) -> tuple[int, int]:
     """'i/n' -> (i, n) with n >= 1 and 0 <= i < n."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
-    if not match:
+    parts = text.split("/")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
         raise ValueError(f"--shard {text!r}: expected i/n with 0 <= i < n, e.g. 0/4")
-    index, count = int(match.group(1)), int(match.group(2))
+    index, count = int(parts[0]), int(parts[1])
     if count < 1 or index >= count:
         raise ValueError(f"--shard {text!r}: need n >= 1 and 0 <= i < n (shards are numbered 0 to n - 1)")
     return index, count

@@ -21,7 +21,8 @@ column ``fixed_size_list<float32>``) are read too: binary columns are taken to b
   ``WindowDataset.loader()`` builds a seeded DataLoader of whole batches whose workers start with
   "forkserver": Lance is not fork-safe, and a forked worker of a process that used Lance refuses to read.
   ``loader(threads=N)`` builds the batches on N threads of this process instead (the take and the JPEG decoding
-  run without the GIL), in the same order; it hides S3 latency without worker processes.
+  run without the GIL), in the same order, each batch's take running ahead on N threads of its own; it hides S3
+  latency without worker processes.
 """
 
 from __future__ import annotations
@@ -70,17 +71,6 @@ class ColumnNotFoundError(KeyError, ValueError):
 # ------------------------------------------------------------------------------------------ Arrow <-> numpy
 
 
-def _binary_views(arr: pa.Array):
-    """(offsets, data) numpy views of a binary/large_binary array (no copy)."""
-    off_type = np.int64 if pa.types.is_large_binary(arr.type) else np.int32
-    buffers = arr.buffers()
-    offsets = np.frombuffer(
-        buffers[1], off_type, count=len(arr) + 1, offset=arr.offset * np.dtype(off_type).itemsize
-    )
-    data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
-    return offsets, data
-
-
 def _decode_images(arr: pa.Array, shape: Sequence[int], positions: np.ndarray | None = None) -> np.ndarray:
     """Images at ``positions`` (default: all) of an image column -> uint8 (n, H, W, C)."""
     shape = tuple(int(s) for s in shape)
@@ -109,7 +99,10 @@ class FrameError(ValueError):
 
 def _decode_into(arr: pa.Array, items, slots, out: np.ndarray) -> None:
     """Decode the JPEGs at positions ``items`` of a binary array into ``out[slots]``."""
-    offsets, data = _binary_views(arr)
+    size = 8 if pa.types.is_large_binary(arr.type) else 4
+    _, offsets, data = arr.buffers()
+    offsets = np.frombuffer(offsets, f"<i{size}", len(arr) + 1, arr.offset * size).tolist()
+    data = memoryview(b"" if data is None else data).cast("B")  # views of the Arrow buffers, no copy
     for i, s in zip(items, slots):
         try:
             decode_jpeg_into(data[offsets[i] : offsets[i + 1]], out[s])
@@ -305,8 +298,9 @@ class WindowDataset(torch.utils.data.Dataset):
     (B, num_steps, ...); ``loader()`` yields these batches directly (no per-sample split and re-collate).
     The non-image columns (action, proprio, ...) are held in memory when they fit in ``in_memory_bytes``
     together (read by one scan, in each process on its first batch, never pickled), so a batch is one sorted
-    ``take`` of the image rows it uses; columns past the budget are read by the take too. From an object store
-    (``s3://``) each ranged read is at least ``block_size`` bytes (default 1 MiB: one GET serves several windows).
+    ``take`` of the image rows it uses; columns past the budget are read by the take too. Reads less than
+    ``block_size`` bytes apart are merged: from an object store (``s3://``, default 1 MiB) one GET serves several
+    windows, from a local file (default 64 KiB) the frames of a window of small frames are one read.
     ``verify=True`` first checks every data file against its commit's checksums (CorruptDataError names a bad one).
     Each process opens its own Lance handle (it is never pickled). Lance is not fork-safe: DataLoader workers
     must start with "forkserver" or "spawn" (``loader()`` does); a plain fork raises a clear RuntimeError.
@@ -397,7 +391,8 @@ class WindowDataset(torch.utils.data.Dataset):
         ``__getitems__`` gets a DataLoader over its samples instead (its override is kept).
 
         ``threads=N`` (with ``num_workers=0``) builds the batches on N threads of this process, up to 2N ahead,
-        and yields them in the same order as ``threads=0``; ``pin_memory=True`` pins them there."""
+        their Lance reads on N more (so ``threads=1`` reads the next batches while it decodes one), and yields
+        them in the same order as ``threads=0``; ``pin_memory=True`` pins them there."""
         if int(threads) < 0:
             raise ValueError(f"threads must be >= 0, got {threads!r}")
         if threads and num_workers:
@@ -490,69 +485,73 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def batch(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
         """Windows ``indices`` (any order, repeats allowed) -> {column: tensor (B, num_steps, ...)}."""
+        return self._assemble(self._fetch(indices))
+
+    def _fetch(self, indices: Sequence[int]) -> tuple:
+        """The storage reads of ``batch(indices)``, for ``_assemble``: one sorted take of the frame rows of the
+        columns not held in memory (and one of the action rows when the action is read and frameskip > 1)."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         n = len(self)
         if idx.size and (idx.min() < -n or idx.max() >= n):
             bad = idx[(idx < -n) | (idx >= n)][0]
             raise IndexError(f"window {bad} is out of range for {n} windows")
-        B, T, span = len(idx), self.num_steps, self.num_steps * self.frameskip
         starts = self.window_starts[idx]
-        frame_rows = (starts[:, None] + np.arange(T) * self.frameskip).reshape(-1)  # (B * T,)
-        memory = self._memory_columns()
-        out: dict[str, torch.Tensor] = {}
-
-        # in-memory columns: gathers, no I/O
-        for c, values in memory.items():
-            if c == ACTION_COLUMN:  # the frameskip actions after each frame, concatenated
-                rows = starts[:, None] + np.arange(span)
-                acts = values[rows].astype(np.float32, copy=False)
-                out[c] = torch.from_numpy(acts.reshape(B, T, -1))
-            else:
-                out[c] = torch.from_numpy(values[frame_rows].reshape(B, T, *values.shape[1:]))
-
-        # the rest: one sorted take at the frame rows (plus one at the action rows if the action is not held)
-        stored = [c for c in self.columns if c not in memory]
-        frame_cols = [c for c in stored if c != ACTION_COLUMN]
-        if ACTION_COLUMN in stored and self.frameskip == 1:
-            frame_cols.append(ACTION_COLUMN)  # action rows == frame rows
-        if frame_cols:
+        frame_rows = (starts[:, None] + np.arange(self.num_steps) * self.frameskip).reshape(-1)  # (B * T,)
+        stored = [c for c in self.columns if c not in self._memory_columns()]
+        frame_cols = [c for c in stored if c != ACTION_COLUMN or self.frameskip == 1]  # action rows: frame rows
+        unique = np.unique(frame_rows, return_index=True, return_inverse=True)  # (sorted set, first, inverse)
+        table = actions = None
+        if stored:
             lance_session()  # refuses to read in a fork of the process that opened the dataset
-            frame_set, first, inverse = np.unique(frame_rows, return_index=True, return_inverse=True)
+        if frame_cols:
             with _reading(self.path, self.storage_options, f"rows of columns {frame_cols}"):
-                table = self._dataset().take(frame_set, columns=frame_cols)
-            for c in frame_cols:
-                arr = single_array(table.column(c))
-                if c in self.image_columns:
-                    # numpy, not torch.empty: above 32 MiB (glibc's largest mmap threshold) every allocation gets
-                    # fresh pages from the kernel, and numpy asks for transparent huge pages (madvise) where torch
-                    # does not, so large batch buffers are much cheaper to touch. notes: docs/notes/data.md
-                    frames = torch.from_numpy(np.empty((B * T, *self.shapes[c]), np.uint8))
-                    with _reading(self.path, self.storage_options, f"frames of column {c!r}"):
-                        try:
-                            _gather_images(arr, self.shapes[c], first, inverse, frames.numpy())
-                        except FrameError as err:
-                            raise _named(err, self.path, c, int(frame_set[err.index]), self.episode_ids,
-                                         self.episode_offsets) from None
-                    out[c] = frames.view(B, T, *self.shapes[c])
-                else:
-                    values = to_numpy(arr, self.shapes[c] or None)[inverse]
-                    if c == ACTION_COLUMN:
-                        values = values.astype(np.float32, copy=False)
-                    out[c] = torch.from_numpy(values.reshape(B, T, *values.shape[1:]))
-        if ACTION_COLUMN in stored and self.frameskip > 1:
-            rows = starts[:, None] + np.arange(span)
-            action_set = np.unique(rows)
+                table = self._dataset().take(unique[0], columns=frame_cols)
+        if len(frame_cols) < len(stored):  # the frameskip actions after each frame: rows of their own
+            action_set = np.unique(starts[:, None] + np.arange(self.num_steps * self.frameskip))
             with _reading(self.path, self.storage_options, f"rows of column {ACTION_COLUMN!r}"):
-                arr = single_array(self._dataset().take(action_set, columns=[ACTION_COLUMN]).column(0))
-            values = to_numpy(arr, self.shapes[ACTION_COLUMN] or None)
-            acts = values[np.searchsorted(action_set, rows)].astype(np.float32, copy=False)
-            out[ACTION_COLUMN] = torch.from_numpy(acts.reshape(B, T, -1))
-        return {c: out[c] for c in self.columns}
+                actions = (action_set, self._dataset().take(action_set, columns=[ACTION_COLUMN]).column(0))
+        return starts, frame_rows, unique, table, actions
+
+    def _assemble(self, fetched: tuple) -> dict[str, torch.Tensor]:
+        """The batch of ``_fetch``'s reads: frames decoded straight into the batch tensor (each frame once), the
+        other columns gathered from memory or from the rows read."""
+        starts, frame_rows, (frame_set, first, inverse), table, actions = fetched
+        B, T = len(starts), self.num_steps
+        action_rows = starts[:, None] + np.arange(T * self.frameskip)
+        out: dict[str, torch.Tensor] = {}
+        for c in self.columns:
+            values = self._memory_columns().get(c)
+            if values is not None:  # in memory: a gather, no I/O
+                rows = action_rows if c == ACTION_COLUMN else frame_rows
+            elif c == ACTION_COLUMN and actions is not None:
+                rows = np.searchsorted(actions[0], action_rows)
+                values = to_numpy(single_array(actions[1]), self.shapes[c] or None)
+            elif c in self.image_columns:
+                # numpy, not torch.empty: above 32 MiB (glibc's largest mmap threshold) every allocation gets
+                # fresh pages from the kernel, and numpy asks for transparent huge pages (madvise) where torch
+                # does not, so large batch buffers are much cheaper to touch. notes: docs/notes/data.md
+                frames = np.empty((B * T, *self.shapes[c]), np.uint8)
+                with _reading(self.path, self.storage_options, f"frames of column {c!r}"):
+                    try:
+                        _gather_images(single_array(table.column(c)), self.shapes[c], first, inverse, frames)
+                    except FrameError as err:
+                        raise _named(err, self.path, c, int(frame_set[err.index]), self.episode_ids,
+                                     self.episode_offsets) from None
+                out[c] = torch.from_numpy(frames).view(B, T, *self.shapes[c])
+                continue
+            else:
+                rows, values = inverse, to_numpy(single_array(table.column(c)), self.shapes[c] or None)
+            values = values[rows].astype(np.float32, copy=False) if c == ACTION_COLUMN else values[rows]
+            # rows of action windows (B, T * frameskip): the frameskip actions after each frame, concatenated
+            out[c] = torch.from_numpy(values.reshape(B, T, -1) if rows.ndim == 2 else
+                                      values.reshape(B, T, *values.shape[1:]))
+        return out
 
 
 class ThreadedBatches:
     """Batches of ``dataset.batch(indices)`` for each index list of ``indices``, built on ``threads`` threads (at
-    most 2 * threads ahead) and yielded in order; each pass over it is one epoch."""
+    most 2 * threads ahead) and yielded in order; each pass over it is one epoch. The Lance reads of the batches
+    run on ``threads`` threads of their own, ahead, so they overlap the decoding of the batches before them."""
 
     def __init__(self, dataset: WindowDataset, indices: Iterable[Sequence[int]], threads: int, pin: bool = False):
         self.dataset, self.indices, self.threads, self.pin = dataset, indices, threads, pin
@@ -560,26 +559,31 @@ class ThreadedBatches:
     def __len__(self) -> int:
         return len(self.indices)
 
-    def _build(self, idx) -> dict[str, torch.Tensor]:
-        batch = self.dataset.batch(idx)
+    def _build(self, make) -> dict[str, torch.Tensor]:
+        batch = make()
         if self.pin and torch.cuda.is_available():
             batch = {c: t.pin_memory() for c, t in batch.items()}
         return batch
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
-        self.dataset._memory_columns()  # one scan before the threads start, not one per thread
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="swm-batches") as pool:
+        ds = self.dataset
+        ds._memory_columns()  # one scan before the threads start, not one per thread
+        split = type(ds).batch is WindowDataset.batch  # a subclass's own batch() runs whole, on the batch threads
+        fetch, assemble = (ds._fetch, ds._assemble) if split else ((lambda idx: idx), ds.batch)
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="swm-reads") as reads, \
+                ThreadPoolExecutor(self.threads, thread_name_prefix="swm-batches") as pool:
             pending: deque = deque()
             try:
                 for idx in self.indices:
-                    pending.append(pool.submit(self._build, idx))
+                    read = reads.submit(fetch, idx)
+                    pending.append((pool.submit(self._build, lambda r=read: assemble(r.result())), read))
                     if len(pending) >= 2 * self.threads:
-                        yield pending.popleft().result()
+                        yield pending.popleft()[0].result()
                 while pending:
-                    yield pending.popleft().result()
+                    yield pending.popleft()[0].result()
             finally:  # an early break: drop what was queued, wait for what is running
-                for f in pending:
-                    f.cancel()
+                for build, read in pending:
+                    build.cancel(), read.cancel()
 
 
 def _fixed_row_bytes(t: pa.DataType) -> int | None:

@@ -2,7 +2,7 @@
 
 - ``lance_session()``: this process's Lance session; refuses to run in a fork of a process that used Lance.
 - ``open_lance()`` / ``try_open()``: ``lance.dataset`` with clear errors, at a version number or tag, read in
-  ``read_block_size()`` blocks (1 MiB from an object store).
+  ``read_block_size()`` blocks (1 MiB from an object store, 64 KiB from a local file).
 - ``infer_metadata()``: the ``swm`` schema metadata, or metadata inferred from a stable-worldmodel layout.
 - ``single_array()`` / ``to_numpy()``: Arrow columns -> numpy.
 """
@@ -25,8 +25,12 @@ METADATA_KEY = b"swm"
 
 # Smallest ranged read from an object store (s3://...). At Lance's default there (64 KiB) every window of a random
 # batch costs GETs of its own; 1 MiB blocks serve several windows per GET, and fetching the extra bytes from a
-# server costs less than the requests saved. Local files keep Lance's own default. notes: docs/notes/data.md
+# server costs less than the requests saved. notes: docs/notes/data.md
 OBJECT_STORE_BLOCK_SIZE = 1 << 20
+# Smallest read from a local file. Lance hands each read to a thread of its own, which costs more than copying tens
+# of kilobytes, so reads less than this apart are merged: at Lance's default (4 KiB) each frame of a window is its
+# own read, at 64 KiB the frames of a window of small frames are one. notes: docs/notes/data.md
+LOCAL_BLOCK_SIZE = 64 << 10
 
 _LANCE_PID: int | None = None  # the process that first used Lance through this module
 _SESSION: LanceSession | None = None
@@ -52,16 +56,16 @@ def lance_session() -> LanceSession:
     return _SESSION
 
 
-def read_block_size(path, block_size: int | None = None) -> int | None:
+def read_block_size(path, block_size: int | None = None) -> int:
     """The block size to open ``path`` with: ``block_size`` when given, else OBJECT_STORE_BLOCK_SIZE for an object
-    store URI (``scheme://``, not ``file://``) and None (Lance's default) for a local path."""
+    store URI (``scheme://``, not ``file://``) and LOCAL_BLOCK_SIZE for a local path."""
     if block_size is not None:
         if isinstance(block_size, bool) or not isinstance(block_size, (int, np.integer)) or block_size < 1:
             raise ValueError(f"block_size must be a positive number of bytes (or None for the default), "
                              f"got {block_size!r}")
         return int(block_size)
     path = os.fspath(path)
-    return OBJECT_STORE_BLOCK_SIZE if "://" in path and not path.startswith("file://") else None
+    return OBJECT_STORE_BLOCK_SIZE if "://" in path and not path.startswith("file://") else LOCAL_BLOCK_SIZE
 
 
 def _is_not_found(err: Exception) -> bool:

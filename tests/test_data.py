@@ -251,6 +251,53 @@ def test_batch_path_is_exact(tmp_path, encoding):
             torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("encoding", ["raw", "jpeg"])
+def test_loaders_yield_the_windows_of_a_plain_read_byte_for_byte(tmp_path, encoding):
+    """Every loader path (``batch()``, ``loader()``, ``loader(threads=N)``, whose reads run ahead of the decoding)
+    yields, batch after batch, exactly the windows a plain seeded DataLoader over the window indices visits, and
+    each window is byte for byte what a straightforward read of its rows gives: the stored frames decoded one by
+    one (or copied, raw), the frameskip actions after each frame, the other columns at the frame rows."""
+    path, lengths = tmp_path / f"plain_{encoding}.lance", [30, 23, 26]
+    eps = [{"pixels": smooth_frames(T, SIZE, seed=e), "goal": smooth_frames(T, 8, seed=10 + e)[..., :1],
+            "action": np.random.default_rng(e).normal(size=(T, 2)).astype(np.float32),
+            "proprio": np.random.default_rng(20 + e).normal(size=(T, 3)).astype(np.float32)}
+           for e, T in enumerate(lengths)]
+    write(path, eps, encoding=encoding)
+    rows = lance.dataset(path).to_table().to_pydict()  # the plain read: every row, as Python values
+
+    def image(column, row, shape):
+        if encoding == "raw":
+            return np.frombuffer(rows[column][row], np.uint8).reshape(shape)
+        return simplejpeg.decode_jpeg(rows[column][row], colorspace="RGB" if shape[-1] == 3 else "GRAY")
+
+    def window(start, T, fs):
+        frames = start + fs * np.arange(T)
+        return {"pixels": np.stack([image("pixels", r, (SIZE, SIZE, 3)) for r in frames]),
+                "goal": np.stack([image("goal", r, (8, 8, 1)) for r in frames]),
+                "action": np.array(rows["action"][start : start + T * fs], np.float32).reshape(T, -1),
+                "proprio": np.array([rows["proprio"][r] for r in frames], np.float32),
+                "step_idx": np.array([rows["step_idx"][r] for r in frames], np.int32)}
+
+    cols = ("pixels", "goal", "action", "proprio", "step_idx")
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    for T, fs, memory in [(3, 4, 256 << 20), (2, 1, 0), (2, 3, 0)]:  # actions held in memory or read with frames
+        wd = WindowDataset(path, T, fs, columns=cols, split="all", in_memory_bytes=memory)
+        starts = [o + t for o, L in zip(offsets, lengths) for t in range(L - T * fs)]
+        assert len(wd) == len(starts)
+        order = torch.utils.data.DataLoader(range(len(wd)), batch_size=16, shuffle=True,
+                                            generator=torch.Generator().manual_seed(7))
+        expected = [[window(starts[w], T, fs) for w in b.tolist()] for b in order]
+        unsorted = [5, 0, 5, len(wd) - 1, 1, 2]  # repeats, neighbours sharing frames
+        for got, want in [(wd.batch(unsorted), [window(starts[w], T, fs) for w in unsorted]),
+                          *zip(wd.loader(batch_size=16, seed=7), expected, strict=True),
+                          *zip(wd.loader(batch_size=16, seed=7, threads=2), expected, strict=True),
+                          *zip(wd.loader(batch_size=16, seed=7, threads=1), expected, strict=True)]:
+            assert list(got) == list(cols)
+            for c in cols:
+                a, b = got[c].numpy(), np.stack([w[c] for w in want])
+                assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes(), (T, fs, c)
+
+
 def test_window_count_matches_brute_force(tmp_path):
     lengths = [1, 6, 7, 8, 12, 21]
     path = tmp_path / "count.lance"
@@ -333,6 +380,14 @@ def test_threaded_loader_matches_single_thread(tmp_path):
                     torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
         starts = torch.cat([b["proprio"][:, 0, 0] + 100 * b["proprio"][:, 0, 1] for b in threaded])
         assert sorted(starts.tolist()) == sorted(set(starts.tolist())) and len(starts) == len(wd)
+    class Tagged(WindowDataset):  # a subclass's own batch() is what the threads run
+
+        def batch(self, indices):
+            return {**super().batch(indices), "window": torch.as_tensor(np.asarray(indices))}
+
+    tagged = Tagged(path, 2, 3, split="all", columns=("pixels", "action", "proprio"))
+    for a, b in zip(tagged.loader(batch_size=5, shuffle=True, seed=2, threads=2), single, strict=True):
+        assert torch.equal(a["pixels"], b["pixels"]) and a["window"].shape == (len(b["pixels"]),)
     # an early break leaves nothing running that a new pass would trip on
     for i, _ in enumerate(loader):
         if i == 1:

@@ -15,7 +15,7 @@ import torch
 
 from swm_core.convert import convert, output
 from swm_core.data import WindowDataset, open_dataset
-from swm_core.lance_io import OBJECT_STORE_BLOCK_SIZE
+from swm_core.lance_io import LOCAL_BLOCK_SIZE, OBJECT_STORE_BLOCK_SIZE
 from swm_core.lance_writer import LanceWriter
 from swm_core.s3 import s3_client, s3_storage_options, storage_options_for
 from swm_core.s3file import S3File
@@ -165,7 +165,7 @@ def test_s3_batches_are_read_in_large_blocks(tmp_path):
             return sum('"GET ' in line and "/blocks.lance/data/" in line for line in log.read_text().splitlines())
 
         reference = WindowDataset(local, split="all")
-        assert reference.block_size is None  # local files keep Lance's own default
+        assert reference.block_size == LOCAL_BLOCK_SIZE == 64 << 10  # local files: reads 64 KiB apart merge
         idx = np.sort(np.random.default_rng(0).choice(len(reference), 32, replace=False))
         gets = {}
         for block_size in (64 << 10, None):

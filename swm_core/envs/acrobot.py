@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from swm_core.envs.classic import Canvas, ClassicEnv, parse_vector, wrap_angle
+from swm_core.envs.classic import Canvas, ClassicEnv, ScriptedExpert, parse_vector, wrap_angle
 from swm_core.spaces import RGB, Box, VariationSpace
 
 DT = 0.2
@@ -137,24 +137,16 @@ class AcrobotEnv(ClassicEnv):
 
 
 # --- scripted expert -----------------------------------------------------------------------------------------
-class AcrobotExpert:
+class AcrobotExpert(ScriptedExpert):
     """Energy pumping: full torque along the second joint's speed, which swings the tip higher each pass until it
     crosses the goal line. ``noise``: std of Gaussian noise added to the actions."""
 
     def __init__(self, seed: int = 0, noise: float = 0.0):
-        if not noise >= 0:
-            raise ValueError(f"noise must be a non-negative std, got {noise}")
-        self.rng = np.random.default_rng(seed)
-        self.noise = float(noise)
-
-    def reset(self, env_ids=None) -> None:
-        pass
+        super().__init__(seed, noise)
 
     def get_actions(self, infos: Mapping) -> np.ndarray:
         if "state" not in infos:
             raise ValueError("AcrobotExpert needs infos key 'state'")
         s = np.asarray(infos["state"], np.float64)
         actions = np.where(s[:, 3] >= 0, 1.0, -1.0)[:, None]
-        if self.noise > 0:
-            actions = actions + self.rng.normal(0.0, self.noise, size=actions.shape)
-        return np.clip(actions, -1.0, 1.0).astype(np.float32)
+        return self.noisy(actions)

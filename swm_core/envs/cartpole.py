@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from swm_core.envs.classic import Canvas, ClassicEnv, parse_vector, wrap_angle
+from swm_core.envs.classic import Canvas, ClassicEnv, ScriptedExpert, parse_vector, wrap_angle
 from swm_core.spaces import RGB, Box, VariationSpace
 
 TAU = 0.02
@@ -175,20 +175,15 @@ def lqr_gain(v: Mapping, q=(10.0, 1.0, 10.0, 1.0), r: float = 0.01, iterations: 
     return k
 
 
-class CartPoleExpert:
+class CartPoleExpert(ScriptedExpert):
     """LQR toward the goal (gain recomputed for each episode's FoV values), position error clipped to
     ``max_offset`` metres so the cart never pushes hard enough to drop the pole. ``noise``: std of Gaussian noise
     added to the normalised actions."""
 
     def __init__(self, seed: int = 0, noise: float = 0.0, max_offset: float = 1.0):
-        if not noise >= 0:
-            raise ValueError(f"noise must be a non-negative std, got {noise}")
-        self.rng = np.random.default_rng(seed)
-        self.noise, self.max_offset = float(noise), float(max_offset)
+        super().__init__(seed, noise)
+        self.max_offset = float(max_offset)
         self._gains: dict[tuple, np.ndarray] = {}
-
-    def reset(self, env_ids=None) -> None:
-        pass
 
     def get_actions(self, infos: Mapping) -> np.ndarray:
         keys = ["state", "goal_state", *("variation." + k for k in _FOV_KEYS)]
@@ -207,6 +202,4 @@ class CartPoleExpert:
             err[0] = np.clip(err[0], -self.max_offset, self.max_offset)
             err[2] = wrap_angle(err[2])
             actions[i, 0] = -(self._gains[fov] @ err)[0] / fov[4]
-        if self.noise > 0:
-            actions = actions + self.rng.normal(0.0, self.noise, size=actions.shape)
-        return np.clip(actions, -1.0, 1.0).astype(np.float32)
+        return self.noisy(actions)

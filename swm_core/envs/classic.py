@@ -38,6 +38,25 @@ class ClassicEnv(SWMEnv):
         return np.asarray(state, np.float64).copy()
 
 
+
+class ScriptedExpert:
+    """Base of the scripted experts: ``noise`` (std of Gaussian noise added to the normalised actions) drawn from
+    a stream seeded by ``seed``; ``noisy(actions)`` adds it and clips to [-1, 1]."""
+
+    def __init__(self, seed: int = 0, noise: float = 0.0):
+        if not noise >= 0:
+            raise ValueError(f"noise must be a non-negative std, got {noise}")
+        self.rng = np.random.default_rng(seed)
+        self.noise = float(noise)
+
+    def reset(self, env_ids=None) -> None:
+        pass
+
+    def noisy(self, actions: np.ndarray) -> np.ndarray:
+        if self.noise > 0:
+            actions = actions + self.rng.normal(0.0, self.noise, size=actions.shape)
+        return np.clip(actions, -1.0, 1.0).astype(np.float32)
+
 _SHIFT = 4  # sub-pixel bits for cv2 drawing
 _ONE = 1 << _SHIFT
 

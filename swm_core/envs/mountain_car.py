@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from swm_core.envs.classic import Canvas, ClassicEnv, parse_vector
+from swm_core.envs.classic import Canvas, ClassicEnv, ScriptedExpert, parse_vector
 from swm_core.spaces import RGB, Box, VariationSpace
 
 X_MIN, X_MAX = -1.2, 0.6
@@ -142,18 +142,12 @@ class MountainCarEnv(ClassicEnv):
 
 
 # --- scripted expert -----------------------------------------------------------------------------------------
-class MountainCarExpert:
+class MountainCarExpert(ScriptedExpert):
     """Energy pumping: push along the velocity (toward the goal when at rest), which swings the car ever higher
     until it passes the flag. ``noise``: std of Gaussian noise added to the actions."""
 
     def __init__(self, seed: int = 0, noise: float = 0.0):
-        if not noise >= 0:
-            raise ValueError(f"noise must be a non-negative std, got {noise}")
-        self.rng = np.random.default_rng(seed)
-        self.noise = float(noise)
-
-    def reset(self, env_ids=None) -> None:
-        pass
+        super().__init__(seed, noise)
 
     def get_actions(self, infos: Mapping) -> np.ndarray:
         missing = [k for k in ("state", "goal_state") if k not in infos]
@@ -162,6 +156,4 @@ class MountainCarExpert:
         s, goal = np.asarray(infos["state"], np.float64), np.asarray(infos["goal_state"], np.float64)
         toward = np.sign(goal[:, 0] - s[:, 0])
         actions = np.where(np.abs(s[:, 1]) > 1e-9, np.sign(s[:, 1]), toward)[:, None]
-        if self.noise > 0:
-            actions = actions + self.rng.normal(0.0, self.noise, size=actions.shape)
-        return np.clip(actions, -1.0, 1.0).astype(np.float32)
+        return self.noisy(actions)

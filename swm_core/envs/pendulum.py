@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from swm_core.envs.classic import Canvas, ClassicEnv, parse_vector, wrap_angle
+from swm_core.envs.classic import Canvas, ClassicEnv, ScriptedExpert, parse_vector, wrap_angle
 from swm_core.spaces import RGB, Box, VariationSpace
 
 DT = 0.05
@@ -129,7 +129,7 @@ _EXPERT_KEYS = ("state", "goal_state", "variation.physics.gravity", "variation.p
                 "variation.physics.length", "variation.physics.damping", "variation.physics.max_torque")
 
 
-class PendulumExpert:
+class PendulumExpert(ScriptedExpert):
     """Energy-pumping swing-up, then a PD controller with gravity compensation near the goal.
 
     Far from the goal the torque pushes the energy ``thdot^2 / 2 + a cos(theta)`` (``a = 3 g / 2 l``) toward the
@@ -138,14 +138,9 @@ class PendulumExpert:
 
     def __init__(self, seed: int = 0, noise: float = 0.0, kp: float = 30.0, kd: float = 8.0,
                  pump_gain: float = 0.5, catch_angle: float = 0.6):
-        if not noise >= 0:
-            raise ValueError(f"noise must be a non-negative std, got {noise}")
-        self.rng = np.random.default_rng(seed)
-        self.noise, self.kp, self.kd = float(noise), float(kp), float(kd)
+        super().__init__(seed, noise)
+        self.kp, self.kd = float(kp), float(kd)
         self.pump_gain, self.catch_angle = float(pump_gain), float(catch_angle)
-
-    def reset(self, env_ids=None) -> None:
-        pass
 
     def get_actions(self, infos: Mapping) -> np.ndarray:
         missing = [k for k in _EXPERT_KEYS if k not in infos]
@@ -163,6 +158,4 @@ class PendulumExpert:
         pump = self.pump_gain * (target - energy) * np.sign(s[:, 1] + 1e-6) * tmax + b * s[:, 1]
         torque = np.where(np.abs(err) < self.catch_angle, pd_torque, pump)
         actions = (torque / tmax)[:, None]
-        if self.noise > 0:
-            actions = actions + self.rng.normal(0.0, self.noise, size=actions.shape)
-        return np.clip(actions, -1.0, 1.0).astype(np.float32)
+        return self.noisy(actions)

@@ -28,7 +28,7 @@ import numpy as np
 from gymnasium import spaces as gspaces
 
 from swm_core.envs.base import SWMEnv
-from swm_core.envs.classic import Canvas, parse_vector, wrap_angle
+from swm_core.envs.classic import Canvas, ScriptedExpert, parse_vector, wrap_angle
 from swm_core.spaces import RGB, Box, VariationSpace
 
 DT = 0.02
@@ -278,19 +278,14 @@ _EXPERT_KEYS = ("state", "goal_state", "variation.physics.arm_length", "variatio
                 "variation.physics.max_torque")
 
 
-class ReacherExpert:
+class ReacherExpert(ScriptedExpert):
     """Joint-space PD toward the goal state's joint angles (the fingertip on the target), through a diagonal
     inertia estimate from the FoV values so the gains hold for every arm, with the joint damping cancelled:
     torque = I (kp e - kd qdot) + b qdot, as a fraction of the torque limit. ``noise``: std of Gaussian noise added to the normalised actions."""
 
     def __init__(self, seed: int = 0, noise: float = 0.0, kp: float = 100.0, kd: float = 20.0):
-        if not noise >= 0:
-            raise ValueError(f"noise must be a non-negative std, got {noise}")
-        self.rng = np.random.default_rng(seed)
-        self.noise, self.kp, self.kd = float(noise), float(kp), float(kd)
-
-    def reset(self, env_ids=None) -> None:
-        pass
+        super().__init__(seed, noise)
+        self.kp, self.kd = float(kp), float(kd)
 
     def get_actions(self, infos: Mapping) -> np.ndarray:
         missing = [k for k in _EXPERT_KEYS if k not in infos]
@@ -304,6 +299,4 @@ class ReacherExpert:
         err[:, 0] = (err[:, 0] + np.pi) % (2 * np.pi) - np.pi
         torque = inertia * (self.kp * err - self.kd * s[:, 2:4]) + damping[:, None] * s[:, 2:4]
         actions = torque / tmax[:, None]
-        if self.noise > 0:
-            actions = actions + self.rng.normal(0.0, self.noise, size=actions.shape)
-        return np.clip(actions, -1.0, 1.0).astype(np.float32)
+        return self.noisy(actions)

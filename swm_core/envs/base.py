@@ -102,6 +102,15 @@ class SWMEnv(gym.Env):
     def set_sim_state(self, sim_state: np.ndarray) -> None:
         raise NotImplementedError
 
+    def declare_box_spaces(self, action_dim: int, proprio_dim: int) -> None:
+        """Actions Box(-1, 1, (action_dim,)); observations pixels (image_size² RGB) and proprio (proprio_dim,)."""
+        n, spaces = self.image_size, gym.spaces
+        self.action_space = spaces.Box(-1.0, 1.0, shape=(action_dim,), dtype=np.float32)
+        self.observation_space = spaces.Dict({
+            "pixels": spaces.Box(0, 255, shape=(n, n, 3), dtype=np.uint8),
+            "proprio": spaces.Box(-np.inf, np.inf, shape=(proprio_dim,), dtype=np.float32),
+        })
+
     def sim_state_from_state(self, state: np.ndarray) -> np.ndarray:
         """The simulator state to restore for a recorded ``state`` alone (data recorded without ``sim_state``,
         e.g. by the stable-worldmodel package). Envs whose ``state`` determines their simulator override it."""

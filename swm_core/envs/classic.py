@@ -10,7 +10,6 @@ import math
 
 import cv2
 import numpy as np
-from gymnasium import spaces as gspaces
 
 from swm_core.envs.base import SWMEnv
 
@@ -26,12 +25,7 @@ class ClassicEnv(SWMEnv):
         if render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         super().__init__(image_size=image_size, render_mode=render_mode)
-        n = self.image_size
-        self.action_space = gspaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
-        self.observation_space = gspaces.Dict({
-            "pixels": gspaces.Box(0, 255, shape=(n, n, 3), dtype=np.uint8),
-            "proprio": gspaces.Box(-np.inf, np.inf, shape=(self.proprio_dim,), dtype=np.float32),
-        })
+        self.declare_box_spaces(1, self.proprio_dim)
 
     def sim_state_from_state(self, state: np.ndarray) -> np.ndarray:
         """The classic-control state is the simulator state (angles wrapped, which the dynamics do not see)."""

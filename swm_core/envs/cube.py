@@ -29,7 +29,6 @@ from collections.abc import Mapping  # noqa: E402
 from types import SimpleNamespace  # noqa: E402
 
 import numpy as np  # noqa: E402
-from gymnasium import spaces as gspaces  # noqa: E402
 
 from swm_core.envs.base import SWMEnv  # noqa: E402
 from swm_core.envs.classic import parse_vector  # noqa: E402
@@ -99,12 +98,8 @@ class CubeEnv(SWMEnv):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self._mj, ogbench = load_ogbench()
         super().__init__(image_size=image_size, render_mode=render_mode)
+        self.declare_box_spaces(5, 6)
         n = self.image_size
-        self.action_space = gspaces.Box(-1.0, 1.0, shape=(5,), dtype=np.float32)
-        self.observation_space = gspaces.Dict({
-            "pixels": gspaces.Box(0, 255, shape=(n, n, 3), dtype=np.uint8),
-            "proprio": gspaces.Box(-np.inf, np.inf, shape=(6,), dtype=np.float32),
-        })
         self.ogbench_env = ogbench.make_env_and_datasets(
             "visual-cube-single-play-v0", env_only=True, mode="data_collection", width=n, height=n,
             visualize_info=False, terminate_at_goal=False, disable_env_checker=True).unwrapped

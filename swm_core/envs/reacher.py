@@ -25,7 +25,6 @@ from collections.abc import Mapping
 
 import cv2
 import numpy as np
-from gymnasium import spaces as gspaces
 
 from swm_core.envs.base import SWMEnv
 from swm_core.envs.classic import Canvas, ScriptedExpert, parse_vector, wrap_angle
@@ -145,12 +144,8 @@ class ReacherEnv(SWMEnv):
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
         self._mj = load_mujoco()
         super().__init__(image_size=image_size, render_mode=render_mode)
+        self.declare_box_spaces(2, 6)
         n = self.image_size
-        self.action_space = gspaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
-        self.observation_space = gspaces.Dict({
-            "pixels": gspaces.Box(0, 255, shape=(n, n, 3), dtype=np.uint8),
-            "proprio": gspaces.Box(-np.inf, np.inf, shape=(6,), dtype=np.float32),
-        })
         self._canvas = Canvas(n, VIEW_WIDTH)
         self._models: dict[str, object] = {}  # compiled models by MJCF text (FoV values repeat across episodes)
         self.model = self.data = None
